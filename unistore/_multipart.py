@@ -1,0 +1,307 @@
+"""The one part-upload driver: S3 parts, Azure blocks and the local staged file alike.
+
+A backend supplies four primitives (start, put part, complete, abort; see `PartBackend`);
+this module decides part sizes, keeps at most `max_concurrency` parts in flight, draws
+each part's bytes from the process-wide buffer budget, retries single parts while their bytes
+are in hand, and aborts on any failure or cancellation (under `asyncio.shield`, so a cancelled
+task still cleans up). It completes only when every part is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import _integrity
+from ._budget import BufferBudget
+from ._errors import UnistoreError
+from ._retry import RetryPolicy, retry
+from .providers._protocol import ObjectInfo, ProgressCallback
+
+logger = logging.getLogger("unistore")
+
+MiB = 1024 * 1024
+ABORT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class PartLimits:
+    """A service's multipart limits (S3: 10,000 parts of 5 MiB-5 GiB; Azure: 50,000 blocks
+    of up to 4000 MiB)."""
+
+    max_parts: int = 10_000
+    min_part: int = 5 * MiB
+    max_part: int = 5 * 1024 * MiB
+
+
+class PartSizer:
+    """Part sizes that never hit the part cap.
+
+    With a known size the part is `max(chunk, ceil(size / max_parts))`, rounded up to a MiB.
+    With an unknown length (a live meeting) the size doubles every `max_parts / 16` parts:
+    10,000 S3 parts starting at 8 MiB reach far past S3's 5 TiB object limit.
+    """
+
+    def __init__(self, chunk: int, limits: PartLimits, size_hint: int | None = None) -> None:
+        base = max(chunk, limits.min_part)
+        if size_hint:
+            needed = math.ceil(size_hint / limits.max_parts)
+            base = max(base, math.ceil(needed / MiB) * MiB)
+        self._base = min(base, limits.max_part)
+        self._limits = limits
+        self._tier = max(1, limits.max_parts // 16)
+
+    def size(self, number: int) -> int:
+        """Size of part `number` (1-based)."""
+        grown = self._base << ((number - 1) // self._tier)
+        return min(grown, self._limits.max_part)
+
+
+class PartBackend(Protocol):
+    """The primitives a provider gives the driver; `handle` is the provider's own state."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def _start_parts(self, key: str, opts: PutOptions) -> Any: ...
+
+    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any: ...
+
+    async def _complete_parts(
+        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+    ) -> ObjectInfo: ...
+
+    async def _abort_parts(self, handle: Any, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class PutOptions:
+    content_type: str | None
+    metadata: dict[str, str]
+    overwrite: bool
+    allow_empty: bool
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How one provider moves bytes; built from `StorageSettings`."""
+
+    threshold: int = 16 * MiB
+    chunk_size: int = 8 * MiB
+    max_concurrency: int = 4
+    retry: RetryPolicy = RetryPolicy()
+    upload_timeout: float | None = None
+
+
+async def run_parts(
+    backend: PartBackend,
+    key: str,
+    opts: PutOptions,
+    parts: AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]],
+    *,
+    transfer: Transfer,
+    budget: BufferBudget,
+    total: int | None,
+    progress: ProgressCallback | None,
+) -> ObjectInfo:
+    """Drive one multipart upload.
+
+    `parts` yields `(size, load)` pairs in order; `load()` returns the part's bytes and MD5
+    (a file part is read by offset in a worker thread; a stream part is already in memory).
+    Budget for a part is taken before `load()` runs and given back once the part is stored.
+    """
+    handle = await retry(lambda: backend._start_parts(key, opts), transfer.retry, f"start upload of {key!r}")
+    tokens: dict[int, Any] = {}
+    md5s: dict[int, bytes] = {}
+    in_flight: set[asyncio.Task[None]] = set()
+    done = 0
+
+    async def put(number: int, size: int, load: Callable[[], Awaitable[tuple[bytes, bytes]]]) -> None:
+        nonlocal done
+        try:
+            data, digest = await load()
+            tokens[number] = await retry(
+                lambda: backend._put_part(handle, number, data, digest),
+                transfer.retry,
+                f"part {number} of {key!r}",
+            )
+            md5s[number] = digest
+            done += len(data)
+            del data
+        finally:
+            budget.release(size)
+        if progress is not None:
+            progress(backend.name, done, total)
+
+    def raise_failed() -> None:
+        for task in [t for t in in_flight if t.done()]:
+            in_flight.discard(task)
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+
+    count = 0
+    try:
+        async for size, load in parts:
+            while len(in_flight) >= transfer.max_concurrency:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                raise_failed()
+            await budget.acquire(size)
+            count += 1
+            try:
+                task = asyncio.create_task(put(count, size, load))
+            except BaseException:
+                budget.release(size)
+                raise
+            in_flight.add(task)
+            raise_failed()
+        while in_flight:
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            raise_failed()
+        if len(tokens) != count:  # pragma: no cover - defensive: never complete a partial list
+            raise UnistoreError(f"internal error: {len(tokens)} of {count} parts stored")
+        ordered = [tokens[i] for i in range(1, count + 1)]
+        digests = [md5s[i] for i in range(1, count + 1)]
+        return await retry(
+            lambda: backend._complete_parts(handle, key, ordered, digests, done, opts),
+            transfer.retry,
+            f"complete upload of {key!r}",
+        )
+    except BaseException:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        await _abort(backend, handle, key, transfer)
+        raise
+
+
+async def _abort(backend: PartBackend, handle: Any, key: str, transfer: Transfer) -> None:
+    """Abort under shield: a cancelled upload must still clean up after itself."""
+
+    async def attempt() -> None:
+        try:
+            await asyncio.wait_for(
+                retry(lambda: backend._abort_parts(handle, key), transfer.retry, f"abort of {key!r}"),
+                ABORT_TIMEOUT_S,
+            )
+        except Exception as exc:
+            logger.warning(
+                "could not abort the incomplete upload of %r on %s: %s; "
+                "`unistore doctor --cleanup` removes it later",
+                key, backend.name, exc,
+            )
+
+    # If we are cancelled again while aborting, the abort still finishes in the background;
+    # the set keeps a reference so the task is not garbage-collected mid-flight.
+    task = asyncio.ensure_future(attempt())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    await asyncio.shield(task)
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def file_parts(
+    path: str | os.PathLike[str], size: int, sizer: PartSizer
+) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
+    """Parts of a file read by offset (pread) in worker threads, each read once and hashed there."""
+    return _file_parts(os.fspath(path), size, sizer)
+
+
+async def _file_parts(
+    path: str, size: int, sizer: PartSizer
+) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
+    offset = 0
+    number = 1
+    while offset < size:
+        length = min(sizer.size(number), size - offset)
+        yield length, _file_loader(path, offset, length)
+        offset += length
+        number += 1
+
+
+def _file_loader(path: str, offset: int, length: int) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
+    async def load() -> tuple[bytes, bytes]:
+        return await asyncio.to_thread(read_range, path, offset, length)
+
+    return load
+
+
+def read_range(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
+    """Read `length` bytes at `offset` and hash them, in the calling (worker) thread."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    if len(data) != length:
+        raise UnistoreError(
+            f"{path!r} shrank while it was being uploaded ({len(data)} of {length} bytes at "
+            f"offset {offset}): upload files only once the recorder has closed them"
+        )
+    return data, _integrity.md5(data)
+
+
+def stream_parts(
+    prefix: list[bytes], chunks: AsyncIterator[bytes] | None, sizer: PartSizer
+) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
+    """Parts cut from a stream of chunks of any size; a chunk that is exactly one part is
+    passed on without a copy."""
+    return _stream_parts(prefix, chunks, sizer)
+
+
+async def _stream_parts(
+    prefix: list[bytes], chunks: AsyncIterator[bytes] | None, sizer: PartSizer
+) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
+    number = 1
+    want = sizer.size(number)
+    pending: list[bytes | memoryview] = []
+    have = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in prefix:
+            yield chunk
+        prefix.clear()
+        if chunks is not None:
+            async for chunk in chunks:
+                yield chunk
+
+    async for chunk in source():
+        if not chunk:
+            continue
+        if not pending and len(chunk) == want:
+            yield want, _memory_loader(chunk)
+            number += 1
+            want = sizer.size(number)
+            continue
+        view = memoryview(chunk)
+        while view:
+            take = view[: want - have]
+            pending.append(take)
+            have += len(take)
+            view = view[len(take) :]
+            if have == want:
+                yield want, _memory_loader(b"".join(pending))
+                pending = []
+                have = 0
+                number += 1
+                want = sizer.size(number)
+    if pending:
+        yield have, _memory_loader(b"".join(pending))
+
+
+def _memory_loader(data: bytes) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
+    async def load() -> tuple[bytes, bytes]:
+        known = getattr(data, "md5", None)
+        if isinstance(known, bytes):
+            return data, known
+        return data, await asyncio.to_thread(_integrity.md5, data)
+
+    return load

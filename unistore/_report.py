@@ -1,0 +1,63 @@
+"""What a fan-out upload returns: one `ProviderResult` per provider, gathered in an `UploadReport`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._errors import FanOutError
+from .providers._protocol import ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """One provider's outcome: `info` on success, `error` on failure, never both."""
+
+    provider: str
+    ok: bool
+    error: BaseException | None = None
+    info: ObjectInfo | None = None
+    duration_s: float = 0.0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadReport:
+    """Every provider's outcome for one upload. `ok` follows the `require` rule:
+    `all` providers succeeded, or `any` one did."""
+
+    key: str
+    results: Mapping[str, ProviderResult]
+    require: Literal["all", "any"] = "all"
+    duration_s: float = field(default=0.0)
+
+    @property
+    def succeeded(self) -> list[str]:
+        """Names of the providers that stored the object."""
+        return [name for name, r in self.results.items() if r.ok]
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the providers that did not."""
+        return [name for name, r in self.results.items() if not r.ok]
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results.values())
+
+    @property
+    def ok(self) -> bool:
+        if self.require == "any":
+            return any(r.ok for r in self.results.values())
+        return self.all_ok
+
+    @property
+    def errors(self) -> dict[str, BaseException]:
+        return {n: r.error for n, r in self.results.items() if r.error is not None}
+
+    def raise_for_failures(self) -> UploadReport:
+        """Raise `FanOutError` (holding each failed provider's error) unless `ok`."""
+        if not self.ok:
+            raise FanOutError(self.errors, self)
+        return self

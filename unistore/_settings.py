@@ -1,0 +1,507 @@
+"""Settings, read from the environment once, at start-up, by pydantic-settings.
+
+Every knob is declared here with its variable, default and unit; the README's configuration
+table is generated from these declarations (`python -m unistore._settings`). An invalid
+environment fails here, with a `ConfigError` that names the variable and the fix, never later
+inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import logging
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._errors import ConfigError
+
+logger = logging.getLogger("unistore")
+
+MiB = 1024 * 1024
+S3_MIN_PART = 5 * MiB
+
+AzureAuthMode = Literal["connection_string", "account_key", "managed_identity"]
+RequirePolicy = Literal["all", "any"]
+AddressingStyle = Literal["path", "virtual", "auto"]
+
+PROVIDER_NAMES = ("s3", "azure", "local", "memory")
+_MODE_ALIASES: dict[str, tuple[str, ...]] = {
+    "both": ("s3", "azure"),
+    "all": ("s3", "azure", "local"),
+}
+
+
+def _env_name(model: type[BaseSettings], field: str) -> str:
+    info = model.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return first if isinstance(first, str) else field
+    return field
+
+
+class _EnvSettings(BaseSettings):
+    """Base: turns pydantic's ValidationError into a ConfigError naming the variables."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, case_sensitive=False, hide_input_in_errors=True
+    )
+    _secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(type(self), exc) from None
+
+
+def _config_error(model: type[_EnvSettings], exc: ValidationError) -> ConfigError:
+    names: list[str] = []
+    lines: list[str] = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = err.get("loc") or ("?",)
+        field = str(loc[0])
+        name = _env_name(model, field)
+        names.append(name)
+        msg = err.get("msg", "invalid value")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        lines.append(f"{name}: {msg}")
+    return ConfigError("invalid storage configuration: " + "; ".join(lines), variables=names)
+
+
+def _positive(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} (got {value})", variables=[name])
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def check_bucket_name(name: str, variable: str = "AWS_RECORDING_STORAGE_BUCKET_NAME") -> None:
+    """S3 bucket naming rules: 3-63 characters of a-z, 0-9, '.', '-', starting and ending
+    with a letter or digit, no '..', and not shaped like an IP address."""
+    problem = None
+    if not _BUCKET_RE.match(name):
+        problem = "3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
+    elif ".." in name or ".-" in name or "-." in name:
+        problem = "no adjacent periods, and no period next to a hyphen"
+    else:
+        try:
+            ipaddress.ip_address(name)
+            problem = "must not be formatted as an IP address"
+        except ValueError:
+            pass
+    if problem:
+        raise ConfigError(f"{variable}={name!r} is not a valid S3 bucket name: {problem}", variables=[variable])
+
+
+def check_container_name(name: str, variable: str = "AZURE_STORAGE_CONTAINER_NAME") -> None:
+    """Azure container naming rules: 3-63 characters of a-z, 0-9 and single hyphens,
+    starting and ending with a letter or digit."""
+    if not _CONTAINER_RE.match(name) or name.endswith("-"):
+        raise ConfigError(
+            f"{variable}={name!r} is not a valid Azure container name: 3-63 lowercase letters, "
+            "digits or single hyphens, starting and ending with a letter or digit",
+            variables=[variable],
+        )
+
+
+class S3Settings(_EnvSettings):
+    """The S3 side: `AWS_*` variables."""
+
+    bucket: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_RECORDING_STORAGE_BUCKET_NAME", "bucket"),
+        description="Bucket that receives the recordings. Required for `s3`.",
+    )
+    access_key_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "access_key_id"),
+        description="Static access key id; absent: the standard AWS credential chain.",
+    )
+    secret_access_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+        description="Static secret key, paired with `AWS_ACCESS_KEY_ID`.",
+    )
+    session_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_SESSION_TOKEN", "session_token"),
+        description="Session token of temporary credentials.",
+    )
+    endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "endpoint_url"),
+        description="S3-compatible endpoint (MinIO, SeaweedFS, ...); absent: AWS.",
+    )
+    region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("AWS_DEFAULT_REGION", "region"),
+        description="Region.",
+    )
+    addressing_style: AddressingStyle | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_S3_ADDRESSING_STYLE", "addressing_style"),
+        description="`path`, `virtual` or `auto`; default `path` with a custom endpoint, else `auto`.",
+    )
+    checksum_calculation: Literal["when_supported", "when_required"] | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_REQUEST_CHECKSUM_CALCULATION", "checksum_calculation"),
+        description=(
+            "botocore's default request checksums; default `when_required` with a custom "
+            "endpoint (S3-compatible servers mishandle the aws-chunked trailers), else botocore's."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> S3Settings:
+        if self.bucket is not None:
+            check_bucket_name(self.bucket)
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            missing = "AWS_SECRET_ACCESS_KEY" if self.secret_access_key is None else "AWS_ACCESS_KEY_ID"
+            raise ConfigError(
+                f"{missing} is missing: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or neither to use the standard AWS credential chain",
+                variables=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            )
+        if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
+            raise ConfigError(
+                f"AWS_ENDPOINT_URL={self.endpoint_url!r} is not an http(s) URL",
+                variables=["AWS_ENDPOINT_URL"],
+            )
+        return self
+
+    def require_bucket(self) -> str:
+        if not self.bucket:
+            raise ConfigError(
+                "AWS_RECORDING_STORAGE_BUCKET_NAME is required when STORAGE_UPLOAD_MODE includes s3",
+                variables=["AWS_RECORDING_STORAGE_BUCKET_NAME"],
+            )
+        return self.bucket
+
+    @property
+    def effective_addressing_style(self) -> AddressingStyle:
+        if self.addressing_style:
+            return self.addressing_style
+        return "path" if self.endpoint_url else "auto"
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """Split an Azure connection string into its parts; never echo it in an error."""
+    parts: dict[str, str] = {}
+    for item in value.strip().strip(";").split(";"):
+        if not item.strip():
+            continue
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(
+                "AZURE_STORAGE_CONNECTION_STRING is malformed: expected 'Name=value' pairs "
+                "separated by ';' (copy it from the portal's Access keys page)",
+                variables=["AZURE_STORAGE_CONNECTION_STRING"],
+            )
+        parts[name.strip()] = val.strip()
+    lowered = {k.lower(): v for k, v in parts.items()}
+    dev = lowered.get("usedevelopmentstorage", "").lower() == "true"
+    has_auth = "accountkey" in lowered or "sharedaccesssignature" in lowered
+    has_account = "accountname" in lowered or "blobendpoint" in lowered
+    if not dev and not (has_auth and has_account):
+        raise ConfigError(
+            "AZURE_STORAGE_CONNECTION_STRING is incomplete: it needs AccountName and AccountKey "
+            "(or BlobEndpoint and SharedAccessSignature), or UseDevelopmentStorage=true",
+            variables=["AZURE_STORAGE_CONNECTION_STRING"],
+        )
+    return parts
+
+
+class AzureSettings(_EnvSettings):
+    """The Azure side: `AZURE_STORAGE_*` variables and the auth mode they imply."""
+
+    container: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_STORAGE_CONTAINER_NAME", "container"),
+        description="Container that receives the recordings. Required for `azure`.",
+    )
+    account_name: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_NAME", "account_name"),
+        description="Storage account; alone it means managed identity.",
+    )
+    connection_string: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_STORAGE_CONNECTION_STRING", "connection_string"),
+        description="Connection string (also `UseDevelopmentStorage=true`).",
+    )
+    account_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_KEY", "account_key"),
+        description="Account key, with the account name. Not for production.",
+    )
+    account_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_URL", "account_url"),
+        description=(
+            "Blob endpoint override (Azurite, sovereign cloud, private endpoint); default "
+            "`https://{account}.blob.core.windows.net`."
+        ),
+    )
+    client_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AZURE_CLIENT_ID", "client_id"),
+        description="Client id of a user-assigned managed identity.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AzureSettings:
+        if self.container is not None:
+            check_container_name(self.container)
+        if self.account_name is not None and not _ACCOUNT_RE.match(self.account_name):
+            raise ConfigError(
+                f"AZURE_STORAGE_ACCOUNT_NAME={self.account_name!r} is not a valid storage account "
+                "name: 3-24 lowercase letters and digits",
+                variables=["AZURE_STORAGE_ACCOUNT_NAME"],
+            )
+        if self.account_url is not None and not re.match(r"^https?://[^/\s]+", self.account_url):
+            raise ConfigError(
+                f"AZURE_STORAGE_ACCOUNT_URL={self.account_url!r} is not an http(s) URL",
+                variables=["AZURE_STORAGE_ACCOUNT_URL"],
+            )
+        if self.connection_string is not None:
+            if not self.connection_string.get_secret_value().strip():
+                raise ConfigError(
+                    "AZURE_STORAGE_CONNECTION_STRING is set but empty",
+                    variables=["AZURE_STORAGE_CONNECTION_STRING"],
+                )
+            parts = parse_connection_string(self.connection_string.get_secret_value())
+            if self.account_key is not None:
+                raise ConfigError(
+                    "AZURE_STORAGE_CONNECTION_STRING and AZURE_STORAGE_ACCOUNT_KEY are both set: "
+                    "keep one (the connection string already carries its key)",
+                    variables=["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY"],
+                )
+            in_string = {k.lower(): v for k, v in parts.items()}.get("accountname")
+            if self.account_name and in_string and in_string != self.account_name:
+                raise ConfigError(
+                    "AZURE_STORAGE_ACCOUNT_NAME names another account than "
+                    "AZURE_STORAGE_CONNECTION_STRING: unset one of them",
+                    variables=["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING"],
+                )
+        elif self.account_key is not None:
+            if not self.account_name:
+                raise ConfigError(
+                    "AZURE_STORAGE_ACCOUNT_KEY is set without AZURE_STORAGE_ACCOUNT_NAME: "
+                    "set the account name too, or use AZURE_STORAGE_CONNECTION_STRING",
+                    variables=["AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_NAME"],
+                )
+            if not self.account_key.get_secret_value().strip():
+                raise ConfigError("AZURE_STORAGE_ACCOUNT_KEY is set but empty", variables=["AZURE_STORAGE_ACCOUNT_KEY"])
+        return self
+
+    @property
+    def auth_mode(self) -> AzureAuthMode:
+        """Connection string, else account name + key, else managed identity."""
+        if self.connection_string is not None:
+            return "connection_string"
+        if self.account_key is not None:
+            return "account_key"
+        if self.account_name:
+            return "managed_identity"
+        raise ConfigError(
+            "Azure Storage has no way to authenticate: set AZURE_STORAGE_ACCOUNT_NAME (managed "
+            "identity), or AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            variables=[
+                "AZURE_STORAGE_ACCOUNT_NAME",
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AZURE_STORAGE_ACCOUNT_KEY",
+            ],
+        )
+
+    def require_container(self) -> str:
+        if not self.container:
+            raise ConfigError(
+                "AZURE_STORAGE_CONTAINER_NAME is required when STORAGE_UPLOAD_MODE includes azure",
+                variables=["AZURE_STORAGE_CONTAINER_NAME"],
+            )
+        return self.container
+
+    @property
+    def effective_account_url(self) -> str | None:
+        if self.account_url:
+            return self.account_url.rstrip("/")
+        if self.account_name and self.connection_string is None:
+            return f"https://{self.account_name}.blob.core.windows.net"
+        return None
+
+
+def parse_upload_mode(value: str) -> tuple[str, ...]:
+    """`s3`, `azure`, `both`, `local`, `memory`, `all`, or a comma list -> provider names."""
+    names: list[str] = []
+    for raw in value.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        if item in _MODE_ALIASES:
+            expanded = _MODE_ALIASES[item]
+        elif item in PROVIDER_NAMES:
+            expanded = (item,)
+        else:
+            choices = [*PROVIDER_NAMES, *_MODE_ALIASES]
+            close = difflib.get_close_matches(item, choices, n=1)
+            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"STORAGE_UPLOAD_MODE={value!r}: unknown provider {item!r}{suggestion}; use one of "
+                "s3, azure, both, local, memory, all, or a comma list such as 's3,azure'",
+                variables=["STORAGE_UPLOAD_MODE"],
+            )
+        names.extend(n for n in expanded if n not in names)
+    if not names:
+        raise ConfigError(
+            "STORAGE_UPLOAD_MODE is empty: use s3, azure or both", variables=["STORAGE_UPLOAD_MODE"]
+        )
+    return tuple(names)
+
+
+class StorageSettings(_EnvSettings):
+    """Root settings: what to upload to, how, and each selected provider's settings."""
+
+    upload_mode: str = Field(
+        "s3",
+        validation_alias=AliasChoices("STORAGE_UPLOAD_MODE", "upload_mode"),
+        description="`s3`, `azure`, `both`; also `local`, `memory`, `all` (s3+azure+local) or a comma list.",
+    )
+    require: RequirePolicy = Field(
+        "all",
+        validation_alias=AliasChoices("STORAGE_REQUIRE", "require"),
+        description="Fan-out success rule: every provider (`all`) or at least one (`any`).",
+    )
+    local_root: Path = Field(
+        Path("./storage"),
+        validation_alias=AliasChoices("STORAGE_LOCAL_ROOT", "local_root"),
+        description="Folder of the local provider.",
+    )
+    multipart_threshold: ByteSize = Field(
+        ByteSize(16 * MiB),
+        validation_alias=AliasChoices("STORAGE_MULTIPART_THRESHOLD", "multipart_threshold"),
+        description="Bytes above which uploads go in parts (accepts `16MiB`).",
+    )
+    chunk_size: ByteSize = Field(
+        ByteSize(8 * MiB),
+        validation_alias=AliasChoices("STORAGE_CHUNK_SIZE", "chunk_size"),
+        description="Smallest part/block size in bytes, grown as needed to stay under the part caps (min 5 MiB).",
+    )
+    max_concurrency: int = Field(
+        4,
+        validation_alias=AliasChoices("STORAGE_MAX_CONCURRENCY", "max_concurrency"),
+        description="Parts in flight per upload and provider.",
+    )
+    max_buffer_bytes: ByteSize = Field(
+        ByteSize(256 * MiB),
+        validation_alias=AliasChoices("STORAGE_MAX_BUFFER_BYTES", "max_buffer_bytes"),
+        description="Process-wide budget of part bytes in flight, shared by all uploads and providers.",
+    )
+    overwrite: bool = Field(
+        True,
+        validation_alias=AliasChoices("STORAGE_OVERWRITE", "overwrite"),
+        description="`false`: uploads never replace an existing object (conditional create).",
+    )
+    retry_attempts: int = Field(
+        5,
+        validation_alias=AliasChoices("STORAGE_RETRY_ATTEMPTS", "retry_attempts"),
+        description="Attempts per request (1 = no retry) for transient faults.",
+    )
+    retry_deadline: float = Field(
+        120.0,
+        validation_alias=AliasChoices("STORAGE_RETRY_DEADLINE", "retry_deadline"),
+        description="Seconds one request may spend in retries before its last error is raised.",
+    )
+    connect_timeout: float = Field(
+        10.0,
+        validation_alias=AliasChoices("STORAGE_CONNECT_TIMEOUT", "connect_timeout"),
+        description="Seconds to open a connection.",
+    )
+    read_timeout: float = Field(
+        60.0,
+        validation_alias=AliasChoices("STORAGE_READ_TIMEOUT", "read_timeout"),
+        description="Seconds without progress on a response before the request counts as failed.",
+    )
+    upload_timeout: float | None = Field(
+        None,
+        validation_alias=AliasChoices("STORAGE_UPLOAD_TIMEOUT", "upload_timeout"),
+        description="Overall seconds for one upload to one provider; unset: no overall limit.",
+    )
+    s3: S3Settings | None = Field(None, exclude=True)
+    azure: AzureSettings | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> StorageSettings:
+        _positive("STORAGE_MULTIPART_THRESHOLD", self.multipart_threshold)
+        _positive("STORAGE_MAX_CONCURRENCY", self.max_concurrency)
+        _positive("STORAGE_RETRY_ATTEMPTS", self.retry_attempts)
+        if self.chunk_size < S3_MIN_PART:
+            raise ConfigError(
+                f"STORAGE_CHUNK_SIZE={int(self.chunk_size)} is below S3's 5 MiB minimum part size; "
+                "use at least 5MiB",
+                variables=["STORAGE_CHUNK_SIZE"],
+            )
+        if self.max_buffer_bytes < self.chunk_size:
+            raise ConfigError(
+                "STORAGE_MAX_BUFFER_BYTES must hold at least one part (STORAGE_CHUNK_SIZE)",
+                variables=["STORAGE_MAX_BUFFER_BYTES", "STORAGE_CHUNK_SIZE"],
+            )
+        for name, value in (
+            ("STORAGE_RETRY_DEADLINE", self.retry_deadline),
+            ("STORAGE_CONNECT_TIMEOUT", self.connect_timeout),
+            ("STORAGE_READ_TIMEOUT", self.read_timeout),
+            ("STORAGE_UPLOAD_TIMEOUT", self.upload_timeout),
+        ):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds", variables=[name])
+        providers = self.providers
+        if "s3" in providers:
+            if self.s3 is None:
+                self.s3 = S3Settings()
+            self.s3.require_bucket()
+        if "azure" in providers:
+            if self.azure is None:
+                self.azure = AzureSettings()
+            self.azure.require_container()
+            self.azure.auth_mode  # noqa: B018 - resolves the auth mode now, failing at start-up
+        return self
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Provider names selected by `STORAGE_UPLOAD_MODE`, in order."""
+        return parse_upload_mode(self.upload_mode)
+
+
+def settings_table() -> str:
+    """Markdown table of every variable, generated from the declarations above."""
+    rows = ["| variable | meaning | default |", "| --- | --- | --- |"]
+    for model in (StorageSettings, S3Settings, AzureSettings):
+        for field, info in model.model_fields.items():
+            if field in ("s3", "azure"):
+                continue
+            name = _env_name(model, field)
+            default = info.default
+            if isinstance(default, int) and not isinstance(default, bool) and default >= MiB:
+                shown = f"{default // MiB} MiB"
+            elif default is None:
+                shown = "—"
+            else:
+                shown = str(default)
+            rows.append(f"| `{name}` | {info.description or ''} | {shown} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())  # noqa: T201

@@ -1,0 +1,423 @@
+"""`Storage`, the fan-out manager. It sees `Provider`s, their names and their results, and
+knows nothing of S3 or Azure.
+
+Every upload runs one task per provider under `asyncio.gather`; each task turns its own
+exception into a `ProviderResult`, so one provider failing or stalling never cancels or
+delays another's outcome. With more than one provider a large source is read once and fed to
+all of them through bounded channels (`_tee.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+
+from . import _logging as log
+from ._errors import ConfigError, FanOutError
+from ._keys import check_key
+from ._multipart import MiB, PartLimits, PartSizer, read_range
+from ._report import ProviderResult, UploadReport
+from ._tee import Channel, Tee, UploadAborted
+from .providers._base import _empty, check_metadata, guess_content_type, source_size
+from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+
+if TYPE_CHECKING:
+    from ._settings import StorageSettings
+
+logger = logging.getLogger("unistore")
+
+FANOUT_DEPTH = 2
+"""Chunks queued per provider in a fan-out, on top of the parts each has in flight."""
+
+
+def _label(provider: Provider) -> str:
+    return str(getattr(provider, "label", provider.name))
+
+
+class Storage:
+    """Uploads to every configured provider at once and reports each outcome.
+
+    `require="all"` (the default) makes a report `ok` only when every provider stored the
+    object; `"any"` when at least one did. Use as an async context manager, or call `aclose()`.
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[Provider] | Mapping[str, Provider],
+        *,
+        require: Literal["all", "any"] = "all",
+        threshold: int = 16 * MiB,
+        chunk_size: int = 8 * MiB,
+    ) -> None:
+        items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
+        if not items:
+            raise ConfigError("Storage needs at least one provider", variables=["STORAGE_UPLOAD_MODE"])
+        named: dict[str, Provider] = {}
+        for provider in items:
+            if provider.name in named:
+                raise ConfigError(
+                    f"two providers are named {provider.name!r}: give each a distinct name",
+                    variables=["STORAGE_UPLOAD_MODE"],
+                )
+            named[provider.name] = provider
+        if require not in ("all", "any"):
+            raise ConfigError(f"require must be 'all' or 'any', not {require!r}", variables=["STORAGE_REQUIRE"])
+        self._providers = named
+        self.require: Literal["all", "any"] = require
+        self.threshold = threshold
+        self.chunk_size = chunk_size
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls) -> Storage:
+        """Read and validate the environment (`StorageSettings`), then build the providers."""
+        from ._settings import StorageSettings
+
+        return cls.from_settings(StorageSettings())
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings) -> Storage:
+        from ._budget import default_budget
+        from .providers import build_providers
+
+        default_budget().set_limit(int(settings.max_buffer_bytes))
+        return cls(
+            build_providers(settings),
+            require=settings.require,
+            threshold=int(settings.multipart_threshold),
+            chunk_size=int(settings.chunk_size),
+        )
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return dict(self._providers)
+
+    def provider(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"no provider named {name!r}; configured: {', '.join(self._providers)}",
+                variables=["STORAGE_UPLOAD_MODE"],
+            ) from None
+
+    async def __aenter__(self) -> Self:
+        entered: list[Provider] = []
+        try:
+            for provider in self._providers.values():
+                await provider.__aenter__()
+                entered.append(provider)
+        except BaseException:
+            await asyncio.gather(*(p.aclose() for p in entered), return_exceptions=True)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        results = await asyncio.gather(
+            *(p.aclose() for p in self._providers.values()), return_exceptions=True
+        )
+        for provider, result in zip(self._providers.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("closing %s failed: %s", provider.name, log.redact(str(result)))
+
+    def __repr__(self) -> str:
+        return f"<Storage providers={list(self._providers)} require={self.require!r}>"
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    async def _run_one(
+        self, provider: Provider, key: str, start: Callable[[], Awaitable[ObjectInfo]]
+    ) -> ProviderResult:
+        began = time.perf_counter()
+        try:
+            info = await start()
+        except Exception as exc:  # each provider's failure is its own result
+            elapsed = time.perf_counter() - began
+            log.log_provider_failure(_label(provider), key, exc)
+            return ProviderResult(provider=provider.name, ok=False, error=exc, duration_s=elapsed)
+        elapsed = time.perf_counter() - began
+        log.log_provider_success(_label(provider), key, info.size, elapsed)
+        return ProviderResult(provider=provider.name, ok=True, info=info, duration_s=elapsed, bytes=info.size)
+
+    async def _gather(
+        self, key: str, starts: Mapping[str, Callable[[], Awaitable[ObjectInfo]]]
+    ) -> UploadReport:
+        began = time.perf_counter()
+        log.log_uploading([_label(self._providers[n]) for n in starts])
+        results = await asyncio.gather(
+            *(self._run_one(self._providers[name], key, start) for name, start in starts.items())
+        )
+        report = UploadReport(
+            key=key,
+            results={r.provider: r for r in results},
+            require=self.require,
+            duration_s=time.perf_counter() - began,
+        )
+        log.log_finished(len(report.succeeded), len(report.results))
+        return report
+
+    async def upload_file(
+        self,
+        path: str | os.PathLike[str],
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        delete_local: bool = False,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        """Upload a file to every provider, reading it once.
+
+        `delete_local=True` removes the file only when every provider succeeded (whatever
+        `require` says); otherwise the file is kept and the report says why.
+        """
+        check_key(key)
+        check_metadata(metadata)
+        size = await asyncio.to_thread(source_size, path)
+        if size == 0 and not allow_empty:
+            raise _empty(key, path)
+        if content_type is None:
+            content_type = guess_content_type(path)
+        opts = {
+            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
+            "allow_empty": allow_empty, "progress": progress,
+        }
+        providers = list(self._providers.values())
+        if len(providers) == 1:
+            only = providers[0]
+            report = await self._gather(key, {only.name: lambda: only.upload_file(path, key, **opts)})
+        elif size <= self.threshold:
+            data, _ = await asyncio.to_thread(read_range, os.fspath(path), 0, size)
+            report = await self._gather(
+                key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in providers}
+            )
+        else:
+            report = await self._fan_out_file(os.fspath(path), key, size, opts)
+        if delete_local:
+            await self._delete_local(path, report)
+        return report
+
+    async def _fan_out_file(
+        self, path: str, key: str, size: int, opts: dict[str, object]
+    ) -> UploadReport:
+        chunk = PartSizer(self.chunk_size, PartLimits(), size).size(1)
+        tee = Tee(list(self._providers), FANOUT_DEPTH)
+
+        async def feed() -> None:
+            offset = 0
+            try:
+                while offset < size and tee.alive:
+                    length = min(chunk, size - offset)
+                    data, _ = await asyncio.to_thread(read_range, path, offset, length)
+                    offset += length
+                    await tee.feed(data)
+            except BaseException as exc:
+                await tee.close(exc if isinstance(exc, Exception) else UploadAborted("cancelled"))
+                raise
+            await tee.close()
+
+        feeder = asyncio.create_task(feed())
+        try:
+            report = await self._gather(key, self._stream_starts(tee, key, opts, size))
+        except BaseException:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            raise
+        await asyncio.gather(feeder, return_exceptions=True)
+        return report
+
+    def _stream_starts(
+        self, tee: Tee, key: str, opts: Mapping[str, object], size_hint: int | None
+    ) -> dict[str, Callable[[], Awaitable[ObjectInfo]]]:
+        def start(provider: Provider, channel: Channel) -> Callable[[], Awaitable[ObjectInfo]]:
+            async def run() -> ObjectInfo:
+                try:
+                    return await provider.upload_stream(channel, key, size_hint=size_hint, **opts)  # type: ignore[arg-type]
+                finally:
+                    await channel.detach()
+
+            return run
+
+        return {name: start(self._providers[name], ch) for name, ch in tee.channels.items()}
+
+    async def upload_bytes(
+        self,
+        data: bytes,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        check_key(key)
+        check_metadata(metadata)
+        data = bytes(data) if not isinstance(data, bytes) else data
+        if not data and not allow_empty:
+            raise _empty(key)
+        opts = {
+            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
+            "allow_empty": allow_empty, "progress": progress,
+        }
+        return await self._gather(
+            key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in self._providers.values()}
+        )
+
+    async def upload_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        """Upload an async iterable of chunks to every provider, reading each chunk once."""
+        writer = self.open_writer(
+            key, content_type=content_type, metadata=metadata, overwrite=overwrite,
+            allow_empty=allow_empty, progress=progress,
+        )
+        async with writer:
+            async for chunk in chunks:
+                await writer.write(chunk)
+        assert writer.report is not None
+        return writer.report
+
+    def open_writer(
+        self,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> StorageWriter:
+        """An async context manager that streams chunks to every provider as they come.
+
+        Leaving the block normally completes every upload and sets `writer.report`; an
+        exception in the block, or cancellation, aborts every upload: nothing becomes visible.
+        """
+        check_key(key)
+        check_metadata(metadata)
+        opts = {
+            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
+            "allow_empty": allow_empty, "progress": progress,
+        }
+        return StorageWriter(self, key, opts)
+
+    async def _delete_local(self, path: str | os.PathLike[str], report: UploadReport) -> None:
+        if report.all_ok:
+            await asyncio.to_thread(os.remove, path)
+            logger.info("Deleted local recording %s after every provider confirmed it", os.fspath(path))
+        else:
+            logger.warning(
+                "Kept local recording %s: upload failed on %s",
+                os.fspath(path), ", ".join(report.failed),
+            )
+
+
+class StorageWriter:
+    """Streams written chunks to every provider; see `Storage.open_writer`."""
+
+    def __init__(self, storage: Storage, key: str, opts: dict[str, object]) -> None:
+        self._storage = storage
+        self.key = key
+        self._opts = opts
+        self._tee: Tee | None = None
+        self._gathering: asyncio.Future[UploadReport] | None = None
+        self._buffer = bytearray()
+        self._written = 0
+        self.report: UploadReport | None = None
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+    async def __aenter__(self) -> Self:
+        if self._tee is not None:
+            raise RuntimeError("a StorageWriter can be entered only once")
+        self._tee = Tee(list(self._storage._providers), FANOUT_DEPTH)
+        starts = self._storage._stream_starts(self._tee, self.key, self._opts, None)
+        self._gathering = asyncio.ensure_future(self._storage._gather(self.key, starts))
+        return self
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Queue `chunk` for every provider; waits while the slowest healthy one is full."""
+        if self._tee is None or self.report is not None:
+            raise RuntimeError("write() outside the writer's `async with` block")
+        self._written += len(chunk)
+        self._buffer += chunk
+        if len(self._buffer) >= self._storage.chunk_size:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        assert self._tee is not None
+        if not self._buffer:
+            return
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if await self._tee.feed(data) == 0 and not self._tee.alive:
+            report = await self._finish(None)
+            raise FanOutError(report.errors, report)
+
+    async def _finish(self, error: BaseException | None) -> UploadReport:
+        assert self._tee is not None and self._gathering is not None
+        await self._tee.close(error)
+        # shielded: a cancelled writer still waits for every provider to abort
+        self.report = await asyncio.shield(self._gathering)
+        return self.report
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.report is not None:
+            return
+        if exc is None:
+            try:
+                await self._flush()
+            except BaseException as flush_error:
+                if self.report is None:
+                    await self._finish(UploadAborted(str(flush_error)))
+                raise
+            if self._written == 0 and not self._opts.get("allow_empty"):
+                await self._finish(UploadAborted("empty stream"))
+                raise _empty(self.key)
+            await self._finish(None)
+            return
+        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else f"{exc_type.__name__ if exc_type else 'error'} in the writer's block"
+        try:
+            await self._finish(UploadAborted(f"upload aborted: {reason}"))
+        except asyncio.CancelledError:
+            pass
+
+
+def _bound(
+    method: Callable[..., Awaitable[ObjectInfo]], data: bytes, key: str, opts: Mapping[str, object]
+) -> Callable[[], Awaitable[ObjectInfo]]:
+    return lambda: method(data, key, **opts)
+
+
+__all__ = ["Storage", "StorageWriter"]

@@ -1,0 +1,70 @@
+"""The built-in providers. Importing this package loads no SDK: `S3Provider` and
+`AzureBlobProvider` are imported on first use, and their SDKs only when one is created."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._protocol import ObjectInfo, Provider
+from .local import LocalProvider
+from .memory import MemoryProvider
+
+if TYPE_CHECKING:
+    from .._settings import StorageSettings
+    from .azure import AzureBlobProvider
+    from .s3 import S3Provider
+
+__all__ = [
+    "AzureBlobProvider",
+    "LocalProvider",
+    "MemoryProvider",
+    "ObjectInfo",
+    "Provider",
+    "S3Provider",
+    "build_providers",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3Provider":
+        from .s3 import S3Provider
+
+        return S3Provider
+    if name == "AzureBlobProvider":
+        from .azure import AzureBlobProvider
+
+        return AzureBlobProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_providers(settings: StorageSettings) -> list[Provider]:
+    """One provider per name in `STORAGE_UPLOAD_MODE`, configured from `settings`."""
+    from .._multipart import Transfer
+    from .._retry import RetryPolicy
+
+    transfer = Transfer(
+        threshold=int(settings.multipart_threshold),
+        chunk_size=int(settings.chunk_size),
+        max_concurrency=settings.max_concurrency,
+        retry=RetryPolicy(attempts=settings.retry_attempts, deadline=settings.retry_deadline),
+        upload_timeout=settings.upload_timeout,
+    )
+    providers: list[Provider] = []
+    for name in settings.providers:
+        if name == "s3":
+            from .s3 import S3Provider
+
+            assert settings.s3 is not None
+            providers.append(S3Provider.from_settings(settings.s3, settings, transfer=transfer))
+        elif name == "azure":
+            from .azure import AzureBlobProvider
+
+            assert settings.azure is not None
+            providers.append(AzureBlobProvider.from_settings(settings.azure, settings, transfer=transfer))
+        elif name == "local":
+            providers.append(
+                LocalProvider(settings.local_root, transfer=transfer, overwrite=settings.overwrite)
+            )
+        elif name == "memory":
+            providers.append(MemoryProvider(transfer=transfer, overwrite=settings.overwrite))
+    return providers

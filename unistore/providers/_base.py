@@ -1,0 +1,382 @@
+"""Private base of the built-in providers: uploads, downloads and checks written once.
+
+A provider subclass supplies the service primitives (`_put_object`, the four part
+primitives of `unistore._multipart.PartBackend`, `_get_stream`, `head`, `delete`, `list`,
+`presigned_url`, `aclose`); everything that must behave the same on every backend (key
+and source checks, the single-put / multipart decision, retries, deadlines, progress,
+download to a temporary file) lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import re
+import stat
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from .. import _integrity
+from .._budget import BufferBudget, default_budget
+from .._errors import ConfigError, EmptySourceError, NotFoundError, SourceError, TransientError
+from .._keys import check_key
+from .._multipart import (
+    PartLimits,
+    PartSizer,
+    PutOptions,
+    Transfer,
+    file_parts,
+    read_range,
+    run_parts,
+    stream_parts,
+)
+from .._retry import retry
+from ._protocol import ObjectInfo, ProgressCallback
+
+_META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """User metadata travels as HTTP headers: names must be identifiers (Azure requires C#
+    identifiers), values printable ASCII. S3 returns names lower-cased."""
+    result: dict[str, str] = {}
+    for name, value in (metadata or {}).items():
+        if not isinstance(name, str) or not _META_KEY.match(name):
+            raise ConfigError(
+                f"metadata name {name!r} is invalid: use letters, digits and '_', not starting "
+                "with a digit (e.g. 'meeting_id')"
+            )
+        if not isinstance(value, str) or not all(32 <= ord(c) < 127 for c in value):
+            raise ConfigError(
+                f"metadata value of {name!r} must be printable ASCII text: encode other text "
+                "(e.g. urllib.parse.quote) before storing it"
+            )
+        result[name] = value
+    return result
+
+
+def source_size(path: str | os.PathLike[str]) -> int:
+    """Size of an upload source, or a `SourceError` that says what is wrong with it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SourceError(f"source file {os.fspath(path)!r} does not exist: check the path") from None
+    except PermissionError:
+        raise SourceError(
+            f"source file {os.fspath(path)!r} is not readable by this process: check its permissions"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(
+            f"source {os.fspath(path)!r} is a directory: upload the files in it one by one"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"source {os.fspath(path)!r} is not a regular file")
+    return st.st_size
+
+
+class BaseProvider(ABC):
+    """Shared behaviour of the built-in providers. Not public: the contract is `Provider`."""
+
+    label: ClassVar[str] = "storage"
+    """Operator-facing name used in the INFO log lines ("AWS S3", "Azure Blob Storage")."""
+    limits: ClassVar[PartLimits] = PartLimits()
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        transfer: Transfer | None = None,
+        overwrite: bool = True,
+        budget: BufferBudget | None = None,
+    ) -> None:
+        self._name = name
+        self.transfer = transfer or Transfer()
+        self.overwrite = overwrite
+        self.budget = budget or default_budget()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- primitives a provider supplies --------------------------------------------------
+
+    @abstractmethod
+    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
+        """One request that stores `data` whole, conditional on absence unless `opts.overwrite`."""
+
+    @abstractmethod
+    async def _start_parts(self, key: str, opts: PutOptions) -> Any: ...
+
+    @abstractmethod
+    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any: ...
+
+    @abstractmethod
+    async def _complete_parts(
+        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def _abort_parts(self, handle: Any, key: str) -> None: ...
+
+    @abstractmethod
+    def iter_bytes(self, key: str) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def head(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
+
+    @abstractmethod
+    async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    # -- uploads -------------------------------------------------------------------------
+
+    def _options(
+        self,
+        key: str,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+        overwrite: bool | None,
+        allow_empty: bool,
+    ) -> PutOptions:
+        check_key(key)
+        return PutOptions(
+            content_type=content_type,
+            metadata=check_metadata(metadata),
+            overwrite=self.overwrite if overwrite is None else overwrite,
+            allow_empty=allow_empty,
+        )
+
+    async def _deadline(self, key: str, coro: Any) -> ObjectInfo:
+        timeout = self.transfer.upload_timeout
+        if timeout is None:
+            result: ObjectInfo = await coro
+            return result
+        try:
+            async with asyncio.timeout(timeout):
+                result = await coro
+                return result
+        except TimeoutError:
+            raise TransientError(
+                f"upload did not finish within STORAGE_UPLOAD_TIMEOUT={timeout:g}s; nothing was "
+                "stored and the source was kept",
+                provider=self.name,
+                key=key,
+                code="DeadlineExceeded",
+                hint="raise STORAGE_UPLOAD_TIMEOUT or check the network path to the service",
+            ) from None
+
+    async def _put_small(
+        self, key: str, data: bytes, digest: bytes, opts: PutOptions, progress: ProgressCallback | None
+    ) -> ObjectInfo:
+        if not data and not opts.allow_empty:
+            raise _empty(key)
+        info = await retry(
+            lambda: self._put_object(key, data, digest, opts), self.transfer.retry, f"upload of {key!r}"
+        )
+        if progress is not None:
+            progress(self.name, len(data), len(data))
+        return info
+
+    async def upload_file(
+        self,
+        path: str | os.PathLike[str],
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        if content_type is None:
+            content_type = guess_content_type(path)
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        size = await asyncio.to_thread(source_size, path)
+        if size == 0 and not allow_empty:
+            raise _empty(key, path)
+        return await self._deadline(key, self._upload_file(os.fspath(path), key, size, opts, progress))
+
+    async def _upload_file(
+        self, path: str, key: str, size: int, opts: PutOptions, progress: ProgressCallback | None
+    ) -> ObjectInfo:
+        if size <= self.transfer.threshold:
+            await self.budget.acquire(size)
+            try:
+                data, digest = await asyncio.to_thread(read_range, path, 0, size)
+                return await self._put_small(key, data, digest, opts, progress)
+            finally:
+                self.budget.release(size)
+        sizer = PartSizer(self.transfer.chunk_size, self.limits, size)
+        return await run_parts(
+            self, key, opts, file_parts(path, size, sizer),
+            transfer=self.transfer, budget=self.budget, total=size, progress=progress,
+        )
+
+    async def upload_bytes(
+        self,
+        data: bytes,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        data = bytes(data) if not isinstance(data, bytes) else data
+        if not data and not allow_empty:
+            raise _empty(key)
+        if len(data) <= self.transfer.threshold:
+            digest = await _hash(data)
+            return await self._deadline(key, self._put_small(key, data, digest, opts, progress))
+        sizer = PartSizer(self.transfer.chunk_size, self.limits, len(data))
+        return await self._deadline(
+            key,
+            run_parts(
+                self, key, opts, stream_parts([data], None, sizer),
+                transfer=self.transfer, budget=self.budget, total=len(data), progress=progress,
+            ),
+        )
+
+    async def upload_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+        size_hint: int | None = None,
+    ) -> ObjectInfo:
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        return await self._deadline(key, self._upload_stream(chunks, key, opts, progress, size_hint))
+
+    async def _upload_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        key: str,
+        opts: PutOptions,
+        progress: ProgressCallback | None,
+        size_hint: int | None,
+    ) -> ObjectInfo:
+        threshold = self.transfer.threshold
+        iterator = aiter(chunks)
+        prefix: list[bytes] = []
+        buffered = 0
+        exhausted = False
+        # Decide single put vs parts: buffer up to the threshold, unless the size is known to
+        # be above it (then parts start at once and nothing waits in a buffer).
+        if size_hint is None or size_hint <= threshold:
+            while buffered <= threshold:
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                if chunk:
+                    prefix.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+                    buffered += len(chunk)
+        if exhausted:
+            data = b"".join(prefix)
+            del prefix
+            digest = await _hash(data)
+            return await self._put_small(key, data, digest, opts, progress)
+        sizer = PartSizer(self.transfer.chunk_size, self.limits, size_hint)
+        return await run_parts(
+            self, key, opts, stream_parts(prefix, iterator, sizer),
+            transfer=self.transfer, budget=self.budget, total=size_hint, progress=progress,
+        )
+
+    # -- downloads and checks ------------------------------------------------------------
+
+    async def download_bytes(self, key: str) -> bytes:
+        return b"".join([chunk async for chunk in self.iter_bytes(key)])
+
+    async def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
+        """Stream into a temporary file beside `path`, renamed into place only when complete."""
+        check_key(key)
+        info = await self.head(key)
+        target = Path(path)
+        fd, tmp = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
+        )
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in self.iter_bytes(key):
+                    await asyncio.to_thread(out.write, chunk)
+                    written += len(chunk)
+            if written != info.size:
+                raise TransientError(
+                    f"download of {key!r} ended after {written} of {info.size} bytes",
+                    provider=self.name, key=key, code="IncompleteDownload",
+                )
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+        return info
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.head(key)
+        except NotFoundError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def guess_content_type(path: str | os.PathLike[str]) -> str | None:
+    kind, _ = mimetypes.guess_type(os.fspath(path))
+    return kind
+
+
+def _empty(key: str, path: str | os.PathLike[str] | None = None) -> EmptySourceError:
+    where = f"source file {os.fspath(path)!r}" if path is not None else "source"
+    return EmptySourceError(
+        f"{where} for {key!r} is empty (0 bytes): nothing was uploaded; pass allow_empty=True "
+        "to store an empty object on purpose"
+    )
+
+
+async def _hash(data: bytes) -> bytes:
+    # small buffers hash faster inline than a thread hop costs
+    if len(data) < 1024 * 1024:
+        return _integrity.md5(data)
+    return await asyncio.to_thread(_integrity.md5, data)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,234 @@
+"""Settings: every DESIGN variable and default, invalid environments, and secrets kept out of
+every string."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from unistore import AzureSettings, ConfigError, S3Settings, StorageSettings
+from unistore._settings import parse_upload_mode, settings_table
+
+MiB = 1024 * 1024
+ALL_VARS = [
+    "STORAGE_UPLOAD_MODE", "STORAGE_REQUIRE", "STORAGE_LOCAL_ROOT", "STORAGE_MULTIPART_THRESHOLD",
+    "STORAGE_CHUNK_SIZE", "STORAGE_MAX_CONCURRENCY", "STORAGE_MAX_BUFFER_BYTES", "STORAGE_OVERWRITE",
+    "STORAGE_RETRY_ATTEMPTS", "STORAGE_RETRY_DEADLINE", "STORAGE_CONNECT_TIMEOUT", "STORAGE_READ_TIMEOUT",
+    "STORAGE_UPLOAD_TIMEOUT",
+    "AWS_RECORDING_STORAGE_BUCKET_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_S3_ADDRESSING_STYLE", "AWS_REQUEST_CHECKSUM_CALCULATION",
+    "AZURE_STORAGE_CONTAINER_NAME", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_URL", "AZURE_CLIENT_ID",
+]
+SECRET_KEY = "SECRETsecretSECRET/abc+123=="
+ACCOUNT_KEY = "QUNDT1VOVEtFWWFjY291bnRrZXlBQ0NPVU5US0VZ"
+SESSION_TOKEN = "SESSIONtokenVALUE123"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ALL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("AWS_RECORDING_STORAGE_BUCKET_NAME", "recordings")
+    s = StorageSettings()
+    assert s.upload_mode == "s3" and s.providers == ("s3",)
+    assert s.require == "all"
+    assert s.local_root == Path("./storage")
+    assert s.multipart_threshold == 16 * MiB
+    assert s.chunk_size == 8 * MiB
+    assert s.max_concurrency == 4
+    assert s.max_buffer_bytes == 256 * MiB
+    assert s.overwrite is True
+    assert s.upload_timeout is None
+    assert s.s3 is not None and s.azure is None
+    assert s.s3.bucket == "recordings"
+    assert s.s3.region == "us-east-1"
+    assert s.s3.access_key_id is None and s.s3.secret_access_key is None and s.s3.session_token is None
+    assert s.s3.endpoint_url is None
+    assert s.s3.effective_addressing_style == "auto"
+
+
+def test_every_variable_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = {
+        "STORAGE_UPLOAD_MODE": "both", "STORAGE_REQUIRE": "any", "STORAGE_LOCAL_ROOT": str(tmp_path),
+        "STORAGE_MULTIPART_THRESHOLD": "32MiB", "STORAGE_CHUNK_SIZE": "10485760",
+        "STORAGE_MAX_CONCURRENCY": "6", "STORAGE_MAX_BUFFER_BYTES": "1GiB", "STORAGE_OVERWRITE": "false",
+        "STORAGE_RETRY_ATTEMPTS": "7", "STORAGE_RETRY_DEADLINE": "30", "STORAGE_CONNECT_TIMEOUT": "3",
+        "STORAGE_READ_TIMEOUT": "20", "STORAGE_UPLOAD_TIMEOUT": "600",
+        "AWS_RECORDING_STORAGE_BUCKET_NAME": "rec-bucket", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_SESSION_TOKEN": SESSION_TOKEN,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_S3_ADDRESSING_STYLE": "virtual", "AWS_REQUEST_CHECKSUM_CALCULATION": "when_supported",
+        "AZURE_STORAGE_CONTAINER_NAME": "recordings", "AZURE_STORAGE_ACCOUNT_NAME": "acct1",
+        "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY, "AZURE_STORAGE_ACCOUNT_URL": "http://127.0.0.1:10000/acct1",
+        "AZURE_CLIENT_ID": "client-123",
+    }
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    s = StorageSettings()
+    assert s.providers == ("s3", "azure") and s.require == "any" and s.local_root == tmp_path
+    assert (s.multipart_threshold, s.chunk_size, s.max_buffer_bytes) == (32 * MiB, 10 * MiB, 1024 * MiB)
+    assert (s.max_concurrency, s.overwrite, s.retry_attempts) == (6, False, 7)
+    assert (s.retry_deadline, s.connect_timeout, s.read_timeout, s.upload_timeout) == (30, 3, 20, 600)
+    assert s.s3 is not None and s.azure is not None
+    assert s.s3.bucket == "rec-bucket" and s.s3.access_key_id == "AKIAEXAMPLE"
+    assert s.s3.secret_access_key is not None and s.s3.secret_access_key.get_secret_value() == SECRET_KEY
+    assert s.s3.session_token is not None and s.s3.session_token.get_secret_value() == SESSION_TOKEN
+    assert s.s3.endpoint_url == "http://127.0.0.1:9000" and s.s3.region == "eu-west-1"
+    assert s.s3.effective_addressing_style == "virtual" and s.s3.checksum_calculation == "when_supported"
+    assert s.azure.container == "recordings" and s.azure.account_name == "acct1"
+    assert s.azure.auth_mode == "account_key" and s.azure.client_id == "client-123"
+    assert s.azure.effective_account_url == "http://127.0.0.1:10000/acct1"
+
+
+def test_custom_endpoint_defaults_to_path_style(clean_env: pytest.MonkeyPatch) -> None:
+    s3 = S3Settings(bucket="abc", endpoint_url="http://127.0.0.1:8333")
+    assert s3.effective_addressing_style == "path"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AZURE_STORAGE_ACCOUNT_NAME": "acct1"}, "managed_identity"),
+        ({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}, "connection_string"),
+        (
+            {"AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={ACCOUNT_KEY}"},
+            "connection_string",
+        ),
+        ({"AZURE_STORAGE_ACCOUNT_NAME": "acct1", "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY}, "account_key"),
+    ],
+)
+def test_azure_auth_modes(clean_env: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+    clean_env.setenv("STORAGE_UPLOAD_MODE", "azure")
+    clean_env.setenv("AZURE_STORAGE_CONTAINER_NAME", "recordings")
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    s = StorageSettings()
+    assert s.azure is not None and s.azure.auth_mode == expected
+    if expected == "managed_identity":
+        assert s.azure.effective_account_url == "https://acct1.blob.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("s3", ("s3",)), ("azure", ("azure",)), ("both", ("s3", "azure")), ("BOTH", ("s3", "azure")),
+        ("local", ("local",)), ("memory", ("memory",)), ("all", ("s3", "azure", "local")),
+        ("s3,azure,local", ("s3", "azure", "local")), (" azure , s3 ", ("azure", "s3")), ("both,s3", ("s3", "azure")),
+    ],
+)
+def test_upload_modes(mode: str, expected: tuple[str, ...]) -> None:
+    assert parse_upload_mode(mode) == expected
+
+
+S3_OK = {"AWS_RECORDING_STORAGE_BUCKET_NAME": "recordings"}
+AZ_OK = {"AZURE_STORAGE_CONTAINER_NAME": "recordings", "AZURE_STORAGE_ACCOUNT_NAME": "acct1"}
+
+INVALID = [
+    ("unknown-mode", {"STORAGE_UPLOAD_MODE": "azrue"}, "STORAGE_UPLOAD_MODE", "did you mean 'azure'"),
+    ("empty-mode", {"STORAGE_UPLOAD_MODE": " , "}, "STORAGE_UPLOAD_MODE", "empty"),
+    ("s3-no-bucket", {"STORAGE_UPLOAD_MODE": "s3"}, "AWS_RECORDING_STORAGE_BUCKET_NAME", "required"),
+    ("both-no-bucket", {"STORAGE_UPLOAD_MODE": "both", **AZ_OK}, "AWS_RECORDING_STORAGE_BUCKET_NAME", "required"),
+    ("azure-no-container", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_ACCOUNT_NAME": "acct1"},
+     "AZURE_STORAGE_CONTAINER_NAME", "required"),
+    ("azure-no-auth", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec"},
+     "AZURE_STORAGE_ACCOUNT_NAME", "no way to authenticate"),
+    ("key-without-account", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                             "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY}, "AZURE_STORAGE_ACCOUNT_NAME", "without"),
+    ("connstr-and-key", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                         "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+                         "AZURE_STORAGE_ACCOUNT_NAME": "devstoreaccount1",
+                         "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY}, "AZURE_STORAGE_ACCOUNT_KEY", "both set"),
+    ("connstr-malformed", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                           "AZURE_STORAGE_CONNECTION_STRING": "this is not one"},
+     "AZURE_STORAGE_CONNECTION_STRING", "malformed"),
+    ("connstr-incomplete", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                            "AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct1;EndpointSuffix=core.windows.net"},
+     "AZURE_STORAGE_CONNECTION_STRING", "incomplete"),
+    ("connstr-other-account", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                               "AZURE_STORAGE_ACCOUNT_NAME": "other1",
+                               "AZURE_STORAGE_CONNECTION_STRING": f"AccountName=acct1;AccountKey={ACCOUNT_KEY}"},
+     "AZURE_STORAGE_ACCOUNT_NAME", "another account"),
+    ("bad-account-name", {"STORAGE_UPLOAD_MODE": "azure", "AZURE_STORAGE_CONTAINER_NAME": "rec",
+                          "AZURE_STORAGE_ACCOUNT_NAME": "Bad_Account"}, "AZURE_STORAGE_ACCOUNT_NAME", "3-24"),
+    ("bad-container", {"STORAGE_UPLOAD_MODE": "azure", **AZ_OK, "AZURE_STORAGE_CONTAINER_NAME": "Rec_Ordings"},
+     "AZURE_STORAGE_CONTAINER_NAME", "container name"),
+    ("container-double-hyphen", {"STORAGE_UPLOAD_MODE": "azure", **AZ_OK, "AZURE_STORAGE_CONTAINER_NAME": "a--b"},
+     "AZURE_STORAGE_CONTAINER_NAME", "container name"),
+    ("bad-bucket-upper", {"AWS_RECORDING_STORAGE_BUCKET_NAME": "MyBucket"}, "AWS_RECORDING_STORAGE_BUCKET_NAME",
+     "bucket name"),
+    ("bad-bucket-short", {"AWS_RECORDING_STORAGE_BUCKET_NAME": "ab"}, "AWS_RECORDING_STORAGE_BUCKET_NAME", "3-63"),
+    ("bad-bucket-ip", {"AWS_RECORDING_STORAGE_BUCKET_NAME": "192.168.1.1"}, "AWS_RECORDING_STORAGE_BUCKET_NAME",
+     "IP address"),
+    ("bad-bucket-dots", {"AWS_RECORDING_STORAGE_BUCKET_NAME": "a..b"}, "AWS_RECORDING_STORAGE_BUCKET_NAME",
+     "adjacent"),
+    ("half-key-pair", {**S3_OK, "AWS_ACCESS_KEY_ID": "AKIA"}, "AWS_SECRET_ACCESS_KEY", "missing"),
+    ("secret-without-id", {**S3_OK, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}, "AWS_ACCESS_KEY_ID", "missing"),
+    ("bad-endpoint", {**S3_OK, "AWS_ENDPOINT_URL": "localhost:9000"}, "AWS_ENDPOINT_URL", "http"),
+    ("bad-style", {**S3_OK, "AWS_S3_ADDRESSING_STYLE": "sideways"}, "AWS_S3_ADDRESSING_STYLE", "path"),
+    ("bad-require", {**S3_OK, "STORAGE_REQUIRE": "most"}, "STORAGE_REQUIRE", "all"),
+    ("threshold-text", {**S3_OK, "STORAGE_MULTIPART_THRESHOLD": "lots"}, "STORAGE_MULTIPART_THRESHOLD", ""),
+    ("threshold-zero", {**S3_OK, "STORAGE_MULTIPART_THRESHOLD": "0"}, "STORAGE_MULTIPART_THRESHOLD", "at least"),
+    ("chunk-too-small", {**S3_OK, "STORAGE_CHUNK_SIZE": "1MiB"}, "STORAGE_CHUNK_SIZE", "5 MiB"),
+    ("chunk-negative", {**S3_OK, "STORAGE_CHUNK_SIZE": "-5"}, "STORAGE_CHUNK_SIZE", ""),
+    ("concurrency-zero", {**S3_OK, "STORAGE_MAX_CONCURRENCY": "0"}, "STORAGE_MAX_CONCURRENCY", "at least"),
+    ("concurrency-text", {**S3_OK, "STORAGE_MAX_CONCURRENCY": "many"}, "STORAGE_MAX_CONCURRENCY", "integer"),
+    ("buffer-below-chunk", {**S3_OK, "STORAGE_MAX_BUFFER_BYTES": "6MiB"}, "STORAGE_MAX_BUFFER_BYTES", "one part"),
+    ("overwrite-text", {**S3_OK, "STORAGE_OVERWRITE": "maybe"}, "STORAGE_OVERWRITE", "bool"),
+    ("attempts-zero", {**S3_OK, "STORAGE_RETRY_ATTEMPTS": "0"}, "STORAGE_RETRY_ATTEMPTS", "at least"),
+    ("timeout-negative", {**S3_OK, "STORAGE_READ_TIMEOUT": "-1"}, "STORAGE_READ_TIMEOUT", "positive"),
+    ("upload-timeout-zero", {**S3_OK, "STORAGE_UPLOAD_TIMEOUT": "0"}, "STORAGE_UPLOAD_TIMEOUT", "positive"),
+    ("account-url-bad", {"STORAGE_UPLOAD_MODE": "azure", **AZ_OK, "AZURE_STORAGE_ACCOUNT_URL": "blob.example"},
+     "AZURE_STORAGE_ACCOUNT_URL", "http"),
+]
+
+
+@pytest.mark.parametrize(("env", "variable", "text"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_environment_names_the_variable(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], variable: str, text: str
+) -> None:
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    with pytest.raises(ConfigError) as info:
+        StorageSettings()
+    assert variable in str(info.value)
+    assert variable in info.value.variables
+    assert text in str(info.value)
+    for secret in (SECRET_KEY, ACCOUNT_KEY, SESSION_TOKEN):
+        assert secret not in str(info.value) and secret not in repr(info.value)
+
+
+def test_only_selected_providers_are_validated(clean_env: pytest.MonkeyPatch) -> None:
+    # a broken Azure environment does not matter while the mode is s3
+    clean_env.setenv("AWS_RECORDING_STORAGE_BUCKET_NAME", "recordings")
+    clean_env.setenv("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
+    assert StorageSettings().providers == ("s3",)
+    clean_env.setenv("STORAGE_UPLOAD_MODE", "both")
+    with pytest.raises(ConfigError):
+        StorageSettings()
+
+
+def test_secrets_never_in_repr_or_str(clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    connection = f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
+    s3 = S3Settings(bucket="rec", access_key_id="AKIA", secret_access_key=SECRET_KEY, session_token=SESSION_TOKEN)
+    az_key = AzureSettings(container="rec", account_name="acct1", account_key=ACCOUNT_KEY)
+    az_conn = AzureSettings(container="rec", connection_string=connection)
+    root = StorageSettings(upload_mode="both", s3=s3, azure=az_key)
+    texts = [repr(x) for x in (s3, az_key, az_conn, root)] + [str(x) for x in (s3, az_key, az_conn, root)]
+    texts += [repr(root.model_dump()), s3.model_dump_json(), az_conn.model_dump_json(), caplog.text]
+    for text in texts:
+        for secret in (SECRET_KEY, ACCOUNT_KEY, SESSION_TOKEN):
+            assert secret not in text
+
+
+def test_settings_table_lists_every_variable() -> None:
+    table = settings_table()
+    for name in ALL_VARS:
+        assert f"`{name}`" in table

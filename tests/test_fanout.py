@@ -1,0 +1,276 @@
+"""Fan-out: each provider's outcome is its own; none cancels or delays another; the source is
+read once; nothing is lost. Faults come from FaultyProvider over MemoryProvider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import unistore._storage as storage_module
+from tests.conftest import SMALL_TRANSFER
+from tests.faulty import FaultyProvider, forwarded_members
+from unistore import (
+    AuthenticationError,
+    ConfigError,
+    EmptySourceError,
+    FanOutError,
+    Provider,
+    Storage,
+    TransientError,
+    UploadReport,
+)
+from unistore._multipart import MiB
+from unistore.providers import LocalProvider, MemoryProvider
+
+
+def memory(name: str) -> MemoryProvider:
+    return MemoryProvider(name=name, transfer=SMALL_TRANSFER)
+
+
+def test_faulty_provider_forwards_every_protocol_member() -> None:
+    members = {
+        n for n in dir(Provider)
+        if (not n.startswith("_") or n in ("__aenter__", "__aexit__")) and n not in {"_is_protocol"}
+    }
+    members -= {n for n in dir(typing.Protocol) if not n.startswith("__a")}
+    assert members <= forwarded_members(), members - forwarded_members()
+    assert isinstance(FaultyProvider(memory("m")), Provider)
+
+
+async def test_one_fails_the_other_succeeds() -> None:
+    good, bad = memory("good"), FaultyProvider(memory("bad"))
+    bad.fail_with = AuthenticationError("wrong key", provider="bad", hint="fix the key")
+    async with Storage([good, bad]) as storage:
+        report = await storage.upload_bytes(b"recording", "r/1.bin")
+    assert report.succeeded == ["good"] and report.failed == ["bad"]
+    assert not report.ok
+    assert report.results["good"].ok and report.results["good"].info is not None
+    assert report.results["good"].bytes == len(b"recording")
+    assert isinstance(report.results["bad"].error, AuthenticationError)
+    assert good.objects["r/1.bin"][0] == b"recording"
+    with pytest.raises(FanOutError) as info:
+        report.raise_for_failures()
+    assert set(info.value.errors) == {"bad"}
+
+
+async def test_require_any() -> None:
+    good, bad = memory("good"), FaultyProvider(memory("bad"))
+    bad.fail_with = TransientError("down", provider="bad")
+    async with Storage([good, bad], require="any") as storage:
+        report = await storage.upload_bytes(b"x", "k")
+    assert report.ok and report.failed == ["bad"]
+    assert report.raise_for_failures() is report
+    bad2 = FaultyProvider(memory("bad2"))
+    bad2.fail_with = TransientError("down", provider="bad2")
+    async with Storage([bad, bad2], require="any") as storage:
+        assert not (await storage.upload_bytes(b"x", "k")).ok
+
+
+async def test_slow_provider_does_not_delay_the_fast_one() -> None:
+    fast, slow = FaultyProvider(memory("fast")), FaultyProvider(memory("slow"))
+    slow.stall = asyncio.Event()
+    storage = Storage([fast, slow])
+    task = asyncio.create_task(storage.upload_bytes(b"payload", "k"))
+    await asyncio.wait_for(fast.finished.wait(), 5)
+    # the fast provider has stored the object while the slow one is still held
+    assert fast.inner.objects if isinstance(fast.inner, MemoryProvider) else False
+    assert slow.started.is_set() and not slow.finished.is_set()
+    assert not task.done()
+    slow.stall.set()
+    report = await asyncio.wait_for(task, 5)
+    assert report.ok
+    assert report.results["fast"].duration_s < report.results["slow"].duration_s
+
+
+async def test_a_failure_does_not_cancel_a_slow_provider() -> None:
+    bad, slow = FaultyProvider(memory("bad")), FaultyProvider(memory("slow"))
+    bad.fail_with = TransientError("boom", provider="bad")
+    slow.stall = asyncio.Event()
+    task = asyncio.create_task(Storage([bad, slow]).upload_bytes(b"payload", "k"))
+    await asyncio.wait_for(slow.started.wait(), 5)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+    slow.stall.set()
+    report = await task
+    assert report.succeeded == ["slow"] and report.failed == ["bad"]
+
+
+@pytest.mark.parametrize("require", ["all", "any"])
+async def test_delete_local_keeps_the_file_when_any_provider_failed(tmp_path: Path, require: str) -> None:
+    src = tmp_path / "meeting.mp4"
+    src.write_bytes(b"frames" * 1000)
+    bad = FaultyProvider(memory("bad"))
+    bad.fail_with = TransientError("down", provider="bad")
+    storage = Storage([memory("good"), bad], require=require)  # type: ignore[arg-type]
+    report = await storage.upload_file(src, "m.mp4", delete_local=True)
+    assert report.failed == ["bad"]
+    assert src.exists(), "the recording is kept while any provider lacks it"
+
+
+async def test_delete_local_removes_the_file_when_all_succeeded(tmp_path: Path) -> None:
+    src = tmp_path / "meeting.mp4"
+    src.write_bytes(b"frames" * 1000)
+    a, b = memory("a"), memory("b")
+    report = await Storage([a, b]).upload_file(src, "m.mp4", delete_local=True)
+    assert report.ok
+    assert not src.exists()
+    assert a.objects["m.mp4"][0] == b.objects["m.mp4"][0] == b"frames" * 1000
+    assert a.objects["m.mp4"][1].content_type == "video/mp4"
+
+
+async def test_operator_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="unistore")
+    await Storage([memory("a"), memory("b")]).upload_bytes(b"x", "k")
+    text = caplog.text
+    assert "Uploading to configured providers: memory, memory" in text
+    assert "Successfully uploaded recording to memory" in text
+    assert "Unified storage manager finished uploading to all providers" in text
+
+
+async def test_large_file_is_read_once_for_all_providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = bytes(range(256)) * (4 * 4096 * 5)  # 20 MiB
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    reads: list[int] = []
+    original = storage_module.read_range
+
+    def counting(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
+        reads.append(length)
+        return original(path, offset, length)
+
+    monkeypatch.setattr(storage_module, "read_range", counting)
+    providers = [memory("a"), memory("b"), LocalProvider(tmp_path / "root", transfer=SMALL_TRANSFER)]
+    storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
+    report = await storage.upload_file(src, "big.bin")
+    assert report.ok, report.errors
+    assert sum(reads) == len(data), "every byte read exactly once"
+    for p in providers:
+        assert await p.download_bytes("big.bin") == data
+
+
+async def chunks_of(data: bytes, step: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), step):
+        yield data[i : i + step]
+
+
+async def test_stream_provider_failing_midway_is_dropped_others_complete() -> None:
+    a, c = memory("a"), memory("c")
+    inner_b = memory("b")
+    b = FaultyProvider(inner_b)
+    b.fail_after_bytes = 7 * MiB
+    storage = Storage([a, b, c], threshold=5 * MiB, chunk_size=5 * MiB)
+    data = bytes(range(251)) * (4 * 41_000)  # ~40 MiB
+    async with storage.open_writer("live.webm") as writer:
+        async for chunk in chunks_of(data, 300_001):
+            await writer.write(chunk)
+    report = writer.report
+    assert isinstance(report, UploadReport)
+    assert report.succeeded == ["a", "c"] and report.failed == ["b"]
+    assert await a.download_bytes("live.webm") == data == await c.download_bytes("live.webm")
+    assert "live.webm" not in inner_b.objects and not inner_b.uploads, "b's partial upload was aborted"
+
+
+async def test_exception_in_writer_block_aborts_every_provider() -> None:
+    a, b = memory("a"), memory("b")
+    storage = Storage([a, b], threshold=5 * MiB, chunk_size=5 * MiB)
+    with pytest.raises(RuntimeError, match="bot crashed"):
+        async with storage.open_writer("live.webm") as writer:
+            for _ in range(4):
+                await writer.write(b"\x01" * (3 * MiB))
+            raise RuntimeError("bot crashed")
+    for p in (a, b):
+        assert not p.objects and not p.uploads
+    assert writer.report is not None and not writer.report.ok
+
+
+async def test_cancelled_writer_leaves_nothing_and_no_task() -> None:
+    a, b = memory("a"), memory("b")
+    storage = Storage([a, b], threshold=5 * MiB, chunk_size=5 * MiB)
+    wrote = asyncio.Event()
+    before = asyncio.all_tasks()
+
+    async def record() -> None:
+        async with storage.open_writer("live.webm") as writer:
+            for i in range(1000):
+                await writer.write(b"\x02" * MiB)
+                if i == 12:
+                    wrote.set()
+                await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(record())
+    await asyncio.wait_for(wrote.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
+    for p in (a, b):
+        assert not p.objects and not p.uploads
+
+
+async def test_writer_backpressure_bounds_buffered_bytes() -> None:
+    """With one provider stalled, write() stops returning after a bounded number of chunks."""
+    fast = memory("fast")
+    stalled = FaultyProvider(memory("stalled"))
+    stalled.stall = asyncio.Event()
+    storage = Storage([fast, stalled], threshold=5 * MiB, chunk_size=5 * MiB)
+    written = 0
+
+    async def produce() -> None:
+        nonlocal written
+        async with storage.open_writer("k") as writer:
+            for _ in range(200):
+                await writer.write(b"\x03" * MiB)
+                written += MiB
+
+    task = asyncio.create_task(produce())
+    for _ in range(500):
+        await asyncio.sleep(0)
+    # chunk buffer (5 MiB) + channel depth (2 x 5 MiB) + one chunk being fed: far below 200 MiB
+    assert written <= 25 * MiB
+    assert not task.done()
+    stalled.stall.set()
+    await asyncio.wait_for(task, 30)
+    assert written == 200 * MiB
+
+
+async def test_empty_stream_is_refused_and_nothing_written() -> None:
+    a = memory("a")
+    with pytest.raises(EmptySourceError):
+        async with Storage([a, memory("b")]).open_writer("k"):
+            pass
+    assert not a.objects
+
+
+async def test_upload_stream_through_storage() -> None:
+    a, b = memory("a"), memory("b")
+    data = b"z" * (11 * MiB + 5)
+    report = await Storage([a, b], chunk_size=5 * MiB).upload_stream(chunks_of(data, 65536), "s")
+    assert report.ok
+    assert await a.download_bytes("s") == data == await b.download_bytes("s")
+
+
+def test_storage_rejects_duplicate_names_and_unknown_lookups() -> None:
+    with pytest.raises(ConfigError, match="distinct"):
+        Storage([memory("x"), memory("x")])
+    with pytest.raises(ConfigError):
+        Storage([])
+    with pytest.raises(ConfigError, match="configured: a"):
+        Storage([memory("a")]).provider("s3")
+
+
+async def test_from_env_memory_and_local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STORAGE_UPLOAD_MODE", "memory,local")
+    monkeypatch.setenv("STORAGE_LOCAL_ROOT", str(tmp_path))
+    async with Storage.from_env() as storage:
+        assert list(storage.providers) == ["memory", "local"]
+        report = await storage.upload_bytes(b"abc", "a/b")
+        assert report.ok
+    assert (tmp_path / "a" / "b").read_bytes() == b"abc"

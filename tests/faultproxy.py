@@ -45,11 +45,12 @@ corrupt_next / corrupt_offset
     The client->server stream is followed loosely as HTTP/1.x requests
     (head up to the first CRLFCRLF, then Content-Length or chunked framing).
     For each of the next ``corrupt_next`` non-empty request bodies one byte of
-    body data is XORed with 0xFF: at ``corrupt_offset`` into the body (clamped
-    to its last byte) or, when ``None``, in the middle of the body
-    (Content-Length) or of the first chunk's data (chunked).  Headers and
-    chunk framing are never touched, so the request still parses.  Streams
-    that do not look like HTTP/1.x are forwarded untouched.
+    body data is XORed with 0xFF: at ``corrupt_offset`` into the body, or
+    when ``None`` in its middle (Content-Length), clamped to the body; for a
+    chunked body the same applies within the first non-empty chunk.  Headers
+    and chunk framing are never touched, so the request still parses.
+    Streams that do not look like HTTP/1.x (e.g. TLS) are forwarded untouched
+    and do not consume ``corrupt_next``.
 
 Only loopback addresses are accepted, for listening and for the upstream.
 """
@@ -119,9 +120,7 @@ class ProxyStats:
 class _Connection:
     """One accepted client connection and, once connected, its upstream."""
 
-    def __init__(
-        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.index = index
         self.client_reader = reader
         self.client = writer
@@ -709,10 +708,7 @@ def _rewrite_url(url: str, upstream_host: str, upstream_port: int, proxy_port: i
     host, port = _host_port(url)
     _check_loopback(host)
     if port != upstream_port:
-        raise ValueError(
-            f"{url!r} does not point at the proxied upstream "
-            f"{upstream_host}:{upstream_port}"
-        )
+        raise ValueError(f"{url!r} does not point at the proxied upstream {upstream_host}:{upstream_port}")
     parts = urllib.parse.urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"127.0.0.1:{proxy_port}"
@@ -810,9 +806,7 @@ class ThreadedFaultProxy:
             if self._thread is not None:
                 raise RuntimeError("ThreadedFaultProxy already started")
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=self._run, args=(loop,), name="faultproxy", daemon=True
-            )
+            thread = threading.Thread(target=self._run, args=(loop,), name="faultproxy", daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread
         try:

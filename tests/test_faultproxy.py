@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Self, TypeVar
 
 import pytest
 
@@ -60,7 +60,7 @@ class _Upstream:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> _Upstream:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -76,12 +76,10 @@ class _Upstream:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _connected(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         self._writers.add(writer)
         try:
             await self.serve(reader, writer)
@@ -92,11 +90,9 @@ class _Upstream:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             self._writers.discard(writer)
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
 
-    async def serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
 
@@ -108,9 +104,7 @@ class SinkSource(_Upstream):
         self.to_send = to_send
         self.received: list[bytes] = []
 
-    async def serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def send() -> None:
             writer.write(self.to_send)
             await writer.drain()
@@ -142,9 +136,7 @@ class HttpUpstream(_Upstream):
         super().__init__()
         self.requests: list[Request] = []
 
-    async def serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
                 head = (await reader.readuntil(b"\r\n\r\n"))[:-4]
@@ -298,7 +290,7 @@ async def test_keep_alive_requests_pass_through() -> None:
 async def test_reset_every_second_connection() -> None:
     async with HttpUpstream() as upstream, FaultProxy("127.0.0.1", upstream.port) as proxy:
         proxy.reset_every = 2
-        outcomes = []
+        outcomes: list[int | str] = []
         for _ in range(4):
             async with connect(proxy.port) as stream:
                 try:
@@ -548,46 +540,47 @@ async def test_upstream_down_resets_client() -> None:
         assert proxy.stats.upstream_errors == 1
 
 
+async def _stop_with_everything_in_flight() -> None:
+    async with HttpUpstream() as upstream, contextlib.AsyncExitStack() as clients:
+        proxy = FaultProxy("127.0.0.1", upstream.port)
+        await proxy.start()
+        proxy.latency_s = 0.01
+        busy = await clients.enter_async_context(connect(proxy.port))
+        assert (await request(busy, "GET", "/"))[0] == 200
+        proxy.bandwidth_bps = 1000  # a slow transfer in flight
+        busy[1].write(build_request("GET", "/bytes/100000")[1])
+        idle = await clients.enter_async_context(connect(proxy.port))
+        assert (await request(idle, "GET", "/"))[0] == 200
+        proxy.reset_every = 3  # the next connection waits to be reset
+        doomed = await clients.enter_async_context(connect(proxy.port))
+        proxy.reset_every = None
+        proxy.blackhole = True
+        swallowed = await clients.enter_async_context(connect(proxy.port))
+        swallowed[1].write(b"GET / HTTP/1.1\r\n\r\n")
+        await eventually(lambda: proxy.stats.connections == 4)
+        await asyncio.sleep(0.05)
+        assert proxy.open_connections == 4
+
+        await proxy.stop()
+        assert proxy.open_connections == 0
+        leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("faultproxy")]
+        assert leftovers == []
+        for reader, _ in (busy, idle, doomed, swallowed):
+            with contextlib.suppress(ConnectionResetError):
+                while await reader.read(65536):
+                    pass
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", proxy.port)
+        await proxy.stop()  # idempotent
+
+
 @pytest.mark.asyncio
 @bounded
 async def test_stop_closes_every_socket_and_task() -> None:
     fds_before = open_fds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with HttpUpstream() as upstream, contextlib.AsyncExitStack() as clients:
-            proxy = FaultProxy("127.0.0.1", upstream.port)
-            await proxy.start()
-            proxy.latency_s = 0.01
-            busy = await clients.enter_async_context(connect(proxy.port))
-            assert (await request(busy, "GET", "/"))[0] == 200
-            proxy.bandwidth_bps = 1000  # a slow transfer in flight
-            busy[1].write(build_request("GET", "/bytes/100000")[1])
-            idle = await clients.enter_async_context(connect(proxy.port))
-            assert (await request(idle, "GET", "/"))[0] == 200
-            proxy.reset_every = 3  # the next connection waits to be reset
-            doomed = await clients.enter_async_context(connect(proxy.port))
-            proxy.reset_every = None
-            proxy.blackhole = True
-            swallowed = await clients.enter_async_context(connect(proxy.port))
-            swallowed[1].write(b"GET / HTTP/1.1\r\n\r\n")
-            await eventually(lambda: proxy.stats.connections == 4)
-            await asyncio.sleep(0.05)
-            assert proxy.open_connections == 4
-
-            await proxy.stop()
-            assert proxy.open_connections == 0
-            leftovers = [
-                t for t in asyncio.all_tasks() if t.get_name().startswith("faultproxy")
-            ]
-            assert leftovers == []
-            for reader, _ in (busy, idle, doomed, swallowed):
-                with contextlib.suppress(ConnectionResetError):
-                    while await reader.read(65536):
-                        pass
-            with pytest.raises(ConnectionRefusedError):
-                await asyncio.open_connection("127.0.0.1", proxy.port)
-            await proxy.stop()  # idempotent
-        del proxy, busy, idle, doomed, swallowed, clients
+        await _stop_with_everything_in_flight()
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert open_fds() == fds_before
@@ -682,6 +675,9 @@ def test_threaded_proxy_from_sync_code() -> None:
             try:
                 conn.request("POST", "/", body=b"keep-alive")
                 assert conn.getresponse().read() == b"keep-alive"
+                deadline = time.monotonic() + 2  # earlier connections finish closing
+                while proxy.open_connections > 1 and time.monotonic() < deadline:
+                    time.sleep(0.005)
                 proxy.reset_all()
                 assert proxy.stats.resets == 2
                 with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import unistore._multipart as multipart_module
 import unistore._storage as storage_module
 from tests.conftest import SMALL_TRANSFER
 from tests.faulty import FaultyProvider, forwarded_members
@@ -138,7 +139,7 @@ async def test_large_file_is_read_once_for_all_providers(tmp_path: Path, monkeyp
     src = tmp_path / "big.bin"
     src.write_bytes(data)
     reads: list[int] = []
-    original = storage_module.read_range
+    original = multipart_module.read_range
 
     def counting(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
         reads.append(length)

@@ -98,7 +98,7 @@ def test_custom_endpoint_defaults_to_path_style(clean_env: pytest.MonkeyPatch) -
         ({"AZURE_STORAGE_ACCOUNT_NAME": "acct1"}, "managed_identity"),
         ({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}, "connection_string"),
         (
-            {"AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={ACCOUNT_KEY}"},
+            {"AZURE_STORAGE_CONNECTION_STRING": f"AccountName=acct1;AccountKey={ACCOUNT_KEY}"},
             "connection_string",
         ),
         ({"AZURE_STORAGE_ACCOUNT_NAME": "acct1", "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY}, "account_key"),
@@ -216,7 +216,9 @@ def test_only_selected_providers_are_validated(clean_env: pytest.MonkeyPatch) ->
 
 def test_secrets_never_in_repr_or_str(clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    connection = f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
+    connection = (
+        f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
+    )
     s3 = S3Settings(bucket="rec", access_key_id="AKIA", secret_access_key=SECRET_KEY, session_token=SESSION_TOKEN)
     az_key = AzureSettings(container="rec", account_name="acct1", account_key=ACCOUNT_KEY)
     az_conn = AzureSettings(container="rec", connection_string=connection)
@@ -232,3 +234,10 @@ def test_settings_table_lists_every_variable() -> None:
     table = settings_table()
     for name in ALL_VARS:
         assert f"`{name}`" in table
+
+
+def test_readme_table_is_generated_from_the_declarations() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
+    end = readme.index("<!-- settings-table:end -->")
+    assert readme[start:end].strip() == settings_table(), "regenerate with: python -m unistore config"

@@ -132,7 +132,6 @@ async def run_parts(
             )
             md5s[number] = digest
             done += len(data)
-            del data
         finally:
             budget.release(size)
         if progress is not None:

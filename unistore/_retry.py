@@ -37,7 +37,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] (AWS architecture blog)."""
-        return self.rand() * min(self.max_delay, self.base_delay * (2**attempt))
+        return self.rand() * min(self.max_delay, self.base_delay * 2.0**attempt)
 
 
 async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:

@@ -497,6 +497,8 @@ def settings_table() -> str:
                 shown = f"{default // MiB} MiB"
             elif default is None:
                 shown = "—"
+            elif isinstance(default, Path):
+                shown = f"`./{default}`"
             else:
                 shown = str(default)
             rows.append(f"| `{name}` | {info.description or ''} | {shown} |")

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
@@ -194,7 +194,7 @@ class Storage:
             raise _empty(key, path)
         if content_type is None:
             content_type = guess_content_type(path)
-        opts = {
+        opts: dict[str, Any] = {
             "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
             "allow_empty": allow_empty, "progress": progress,
         }
@@ -214,7 +214,7 @@ class Storage:
         return report
 
     async def _fan_out_file(
-        self, path: str, key: str, size: int, opts: dict[str, object]
+        self, path: str, key: str, size: int, opts: dict[str, Any]
     ) -> UploadReport:
         chunk = PartSizer(self.chunk_size, PartLimits(), size).size(1)
         tee = Tee(list(self._providers), FANOUT_DEPTH)
@@ -272,7 +272,7 @@ class Storage:
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
             raise _empty(key)
-        opts = {
+        opts: dict[str, Any] = {
             "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
             "allow_empty": allow_empty, "progress": progress,
         }
@@ -319,7 +319,7 @@ class Storage:
         """
         check_key(key)
         check_metadata(metadata)
-        opts = {
+        opts: dict[str, Any] = {
             "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
             "allow_empty": allow_empty, "progress": progress,
         }
@@ -339,7 +339,7 @@ class Storage:
 class StorageWriter:
     """Streams written chunks to every provider; see `Storage.open_writer`."""
 
-    def __init__(self, storage: Storage, key: str, opts: dict[str, object]) -> None:
+    def __init__(self, storage: Storage, key: str, opts: dict[str, Any]) -> None:
         self._storage = storage
         self.key = key
         self._opts = opts
@@ -407,7 +407,10 @@ class StorageWriter:
                 raise _empty(self.key)
             await self._finish(None)
             return
-        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else f"{exc_type.__name__ if exc_type else 'error'} in the writer's block"
+        if isinstance(exc, asyncio.CancelledError):
+            reason = "cancelled"
+        else:
+            reason = f"{type(exc).__name__} in the writer's block"
         try:
             await self._finish(UploadAborted(f"upload aborted: {reason}"))
         except asyncio.CancelledError:

@@ -1,0 +1,793 @@
+"""S3Provider: AWS S3 and S3-compatible servers (MinIO, SeaweedFS), through aioboto3.
+
+One aioboto3 session and one client per provider, opened on first use (on the event loop
+that uses it first) and closed by `aclose()`; aioboto3 itself is imported when a provider is
+created, never when this module is imported.
+
+SDK defaults this provider changes, and why:
+
+- `retries={"total_max_attempts": 1}`: botocore never retries. `unistore._retry` is the only
+  retry layer (per request or part, with a deadline, while the bytes are in hand); stacked
+  policies would multiply attempts past that deadline.
+- `signature_version="s3v4"`, and path-style addressing when `AWS_ENDPOINT_URL` is set (unless
+  `AWS_S3_ADDRESSING_STYLE` says otherwise): S3-compatible servers reject what botocore
+  otherwise negotiates (virtual hosts under a loopback or private name).
+- `request_checksum_calculation` / `response_checksum_validation` = `when_required` when a
+  custom endpoint is set (unless `AWS_REQUEST_CHECKSUM_CALCULATION` is): botocore >= 1.36 sends
+  default CRC checksums and aws-chunked trailers that S3-compatible servers reject or store
+  verbatim (boto3 #4398, seaweedfs #6548). Integrity does not depend on them: every put and
+  part carries `Content-MD5` (the server refuses bad bytes with `BadDigest`), and the ETag the
+  server returns is compared with our own MD5 (`unistore._integrity`).
+- `s3={"payload_signing_enabled": False}`: no SHA-256 of every body on plain-http endpoints
+  (botocore already skips it on https when Content-MD5 is present). `Content-MD5` is a signed
+  header, so the body is still bound to the signature; the CPU goes to the transfer instead.
+- `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
+  several uploads, ranged downloads and a fan-in of small puts share one pool.
+- `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
+
+Service errors are mapped in one place, `_map_errors`, through the `_CODES` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from pydantic import SecretStr
+
+from .. import _integrity
+from .._budget import BufferBudget
+from .._errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    ConfigError,
+    ContainerNotFoundError,
+    IntegrityError,
+    MissingDependencyError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    TransientError,
+    UnistoreError,
+)
+from .._keys import check_key
+from .._logging import redact
+from .._multipart import MiB, PartLimits, PutOptions, Transfer
+from .._retry import retry
+from .._settings import AddressingStyle, check_bucket_name
+from ._base import BaseProvider
+from ._protocol import ObjectInfo
+
+if TYPE_CHECKING:
+    from .._settings import S3Settings, StorageSettings
+
+ChecksumMode = Literal["when_supported", "when_required"]
+
+READ_CHUNK = 1 * MiB
+"""Size of the chunks `iter_bytes` yields (the last may be smaller)."""
+WRITE_BATCH = 4 * MiB
+"""`download_file` gathers this much of a range before one `pwritev` in a worker thread."""
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""SigV4 presigned URLs live at most 7 days."""
+
+_HINT_KEYS = (
+    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
+    "credentials), or unset them to use the standard AWS credential chain"
+)
+_HINT_BUCKET = (
+    "create the bucket, or check AWS_RECORDING_STORAGE_BUCKET_NAME (and AWS_ENDPOINT_URL / "
+    "AWS_DEFAULT_REGION)"
+)
+_HINT_RETRY = "a temporary fault of the service or the network; retried automatically"
+_ACTIONS = {
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+}
+
+
+class _Rule(NamedTuple):
+    error: type[ProviderError]
+    transient: bool
+    hint: str | None
+
+
+_CODES: dict[str, _Rule] = {
+    # the bucket
+    "NoSuchBucket": _Rule(ContainerNotFoundError, False, _HINT_BUCKET),
+    # the object
+    "NoSuchKey": _Rule(NotFoundError, False, None),
+    "NotFound": _Rule(NotFoundError, False, None),
+    "404": _Rule(NotFoundError, False, None),
+    "NoSuchUpload": _Rule(
+        NotFoundError, False, "the multipart upload was completed or aborted elsewhere; upload again"
+    ),
+    # who we are
+    "InvalidAccessKeyId": _Rule(AuthenticationError, False, _HINT_KEYS),
+    "SignatureDoesNotMatch": _Rule(AuthenticationError, False, _HINT_KEYS),
+    "ExpiredToken": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN; " + _HINT_KEYS),
+    "InvalidToken": _Rule(AuthenticationError, False, _HINT_KEYS),
+    "TokenRefreshRequired": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN"),
+    "AuthorizationHeaderMalformed": _Rule(
+        AuthenticationError, False, "check AWS_DEFAULT_REGION (the bucket's region) and the credentials"
+    ),
+    "RequestTimeTooSkewed": _Rule(
+        AuthenticationError, False, "this machine's clock is off by more than 15 minutes: sync it (NTP)"
+    ),
+    # what we may do (hint completed with the IAM action in _map_errors)
+    "AccessDenied": _Rule(PermissionDeniedError, False, None),
+    "AllAccessDisabled": _Rule(PermissionDeniedError, False, None),
+    "AccountProblem": _Rule(PermissionDeniedError, False, None),
+    "403": _Rule(PermissionDeniedError, False, None),
+    # bytes in transit
+    "BadDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
+    "InvalidDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
+    "XAmzContentSHA256Mismatch": _Rule(IntegrityError, True, "retry"),
+    # temporary faults
+    "SlowDown": _Rule(TransientError, True, "S3 is throttling this prefix; retried with backoff"),
+    "Throttling": _Rule(TransientError, True, _HINT_RETRY),
+    "ThrottlingException": _Rule(TransientError, True, _HINT_RETRY),
+    "TooManyRequests": _Rule(TransientError, True, _HINT_RETRY),
+    "RequestTimeout": _Rule(TransientError, True, _HINT_RETRY),
+    "InternalError": _Rule(TransientError, True, _HINT_RETRY),
+    "ServiceUnavailable": _Rule(TransientError, True, _HINT_RETRY),
+    "OperationAborted": _Rule(TransientError, True, _HINT_RETRY),
+    "429": _Rule(TransientError, True, _HINT_RETRY),
+    "500": _Rule(TransientError, True, _HINT_RETRY),
+    "502": _Rule(TransientError, True, _HINT_RETRY),
+    "503": _Rule(TransientError, True, _HINT_RETRY),
+    "504": _Rule(TransientError, True, _HINT_RETRY),
+    # requests the service refuses for good
+    "EntityTooSmall": _Rule(ProviderError, False, "parts must be at least 5 MiB (STORAGE_CHUNK_SIZE)"),
+    "EntityTooLarge": _Rule(ProviderError, False, "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"),
+    "InvalidBucketName": _Rule(ProviderError, False, "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
+    "PermanentRedirect": _Rule(
+        ProviderError, False, "the bucket is in another region: set AWS_DEFAULT_REGION to it"
+    ),
+}
+"""S3 error code (or HTTP status, for bodiless HEAD answers) -> error class, transient?, hint.
+
+Codes are those of the S3 API reference ("List of error codes"). `PreconditionFailed` and
+`ConditionalRequestConflict` are handled in `_map_errors`: they mean `AlreadyExistsError` only
+for a conditional create (`If-None-Match: *`)."""
+
+_CONDITIONAL = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
+
+
+def _strip_etag(etag: str | None) -> str | None:
+    return etag.strip('"').lower() if etag else None
+
+
+def _checksum_of(etag: str | None) -> str | None:
+    """What an ETag vouches for: the MD5 of a single put, or S3's multipart digest."""
+    if etag and _MD5_ETAG.match(etag):
+        return "md5:" + etag
+    if etag and _MULTIPART_ETAG.match(etag):
+        return "md5-parts:" + etag
+    return None
+
+
+def _secret(value: str | SecretStr | None) -> SecretStr | None:
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+def _import_sdk() -> tuple[Any, Any]:
+    """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
+    try:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+    except ImportError:
+        raise MissingDependencyError("s3", "aioboto3") from None
+    return aioboto3, AioConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class _Upload:
+    """Handle of one multipart upload (the driver passes it back to every primitive)."""
+
+    key: str
+    upload_id: str
+
+
+class S3Provider(BaseProvider):
+    """Uploads to one S3 bucket. See the module docstring for the SDK settings it changes."""
+
+    label = "AWS S3"
+    limits = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB)
+
+    list_page_size: int = 1000
+    """Keys per ListObjectsV2 page (S3's maximum is 1000)."""
+    download_part_size: int = 8 * MiB
+    """Smallest range of a parallel `download_file` (grown to `transfer.chunk_size`)."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        region: str | None = "us-east-1",
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | SecretStr | None = None,
+        session_token: str | SecretStr | None = None,
+        addressing_style: AddressingStyle | None = None,
+        checksum_calculation: ChecksumMode | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_pool_connections: int | None = None,
+        transfer: Transfer | None = None,
+        overwrite: bool = True,
+        budget: BufferBudget | None = None,
+        name: str = "s3",
+    ) -> None:
+        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
+        check_bucket_name(bucket)
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ConfigError(
+                "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the "
+                "standard AWS credential chain",
+                variables=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            )
+        self._sdk, config_cls = _import_sdk()
+        self.bucket = bucket
+        self.region = region
+        self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
+        self._access_key_id = access_key_id
+        self._secret_access_key = _secret(secret_access_key)
+        self._session_token = _secret(session_token)
+        self.addressing_style: AddressingStyle = addressing_style or ("path" if endpoint_url else "auto")
+        # With a custom endpoint, botocore's default checksums are off unless asked for.
+        self.checksum_calculation: ChecksumMode | None = checksum_calculation or (
+            "when_required" if endpoint_url else None
+        )
+        self.max_pool_connections = max_pool_connections or max(64, 2 * self.transfer.max_concurrency)
+        options: dict[str, Any] = {
+            "region_name": region,
+            "signature_version": "s3v4",
+            "s3": {"addressing_style": self.addressing_style, "payload_signing_enabled": False},
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "max_pool_connections": self.max_pool_connections,
+            "user_agent_extra": "unistore",
+        }
+        if self.checksum_calculation is not None:
+            options["request_checksum_calculation"] = self.checksum_calculation
+            options["response_checksum_validation"] = self.checksum_calculation
+        self.config: Any = config_cls(**options)
+        """The `AioConfig` every client of this provider is created with."""
+        self._s3: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        s3: S3Settings,
+        root: StorageSettings | None = None,
+        *,
+        transfer: Transfer | None = None,
+    ) -> S3Provider:
+        """A provider configured from the `AWS_*` settings (and the root `STORAGE_*` ones)."""
+        extra: dict[str, Any] = {}
+        if root is not None:
+            extra = {
+                "connect_timeout": root.connect_timeout,
+                "read_timeout": root.read_timeout,
+                "overwrite": root.overwrite,
+            }
+        return cls(
+            bucket=s3.require_bucket(),
+            region=s3.region,
+            endpoint_url=s3.endpoint_url,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+            session_token=s3.session_token,
+            addressing_style=s3.addressing_style,
+            checksum_calculation=s3.checksum_calculation,
+            transfer=transfer,
+            **extra,
+        )
+
+    def __repr__(self) -> str:
+        where = f" endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
+        return f"<S3Provider name={self.name!r} bucket={self.bucket!r} region={self.region!r}{where}>"
+
+    # -- the client ----------------------------------------------------------------------
+
+    async def _client(self) -> Any:
+        """The provider's one client, created on first use. It belongs to the event loop that
+        created it (aiohttp sessions cannot move between loops): use the provider from another
+        loop only after `aclose()`."""
+        loop = asyncio.get_running_loop()
+        if self._s3 is not None and self._loop is loop:
+            return self._s3
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            if self._s3 is not None:
+                if self._loop is not loop:
+                    raise UnistoreError(
+                        f"{self!r} is open on another event loop: call `await provider.aclose()` "
+                        "there before using it from this one"
+                    )
+                return self._s3
+            stack = contextlib.AsyncExitStack()
+            try:
+                with self._map_errors(None, "connect"):
+                    session = self._sdk.Session(
+                        aws_access_key_id=self._access_key_id,
+                        aws_secret_access_key=(
+                            self._secret_access_key.get_secret_value() if self._secret_access_key else None
+                        ),
+                        aws_session_token=(
+                            self._session_token.get_secret_value() if self._session_token else None
+                        ),
+                        region_name=self.region,
+                    )
+                    client = await stack.enter_async_context(
+                        session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
+                    )
+            except BaseException:
+                await stack.aclose()
+                raise
+            self._s3, self._stack, self._loop = client, stack, loop
+            return client
+
+    async def aclose(self) -> None:
+        """Close the client and its connections; idempotent. The provider may be used again
+        afterwards (a new client is created, on the loop that uses it)."""
+        stack, self._stack, self._s3, self._loop = self._stack, None, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- errors --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _map_errors(self, key: str | None, op: str, *, conditional: bool = False) -> Iterator[None]:
+        """Turn botocore / aiohttp exceptions into unistore errors: the one place that does.
+
+        `conditional` marks a conditional create (`If-None-Match: *`), whose precondition
+        failure means the object already exists.
+        """
+        try:
+            yield
+        except ProviderError:
+            raise
+        except Exception as exc:
+            mapped = self._translate(exc, key, op, conditional)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    def _translate(self, exc: Exception, key: str | None, op: str, conditional: bool) -> Exception:
+        import aiohttp
+        from botocore import exceptions as bx
+
+        where = f"{op} on bucket {self.bucket!r}"
+        if isinstance(exc, bx.ClientError):
+            error = exc.response.get("Error", {}) or {}
+            meta = exc.response.get("ResponseMetadata", {}) or {}
+            status = meta.get("HTTPStatusCode")
+            code = str(error.get("Code") or status or "Unknown")
+            text = redact(str(error.get("Message") or "")).strip()[:300]
+            message = f"{where} failed" + (f": {text}" if text else "")
+            if code in _CONDITIONAL or status == 412:
+                if conditional:
+                    return AlreadyExistsError(
+                        "an object already exists under this key and overwrite=False; it was left untouched",
+                        provider=self.name, key=key, code=code, status=status,
+                        hint="use another key, or pass overwrite=True to replace it",
+                    )
+                if code == "ConditionalRequestConflict":
+                    return TransientError(message, provider=self.name, key=key, code=code, status=status,
+                                          hint=_HINT_RETRY)
+                return ProviderError(
+                    f"{where}: the object changed while it was being read", provider=self.name, key=key,
+                    code=code, status=status, hint="read it again",
+                )
+            rule = _CODES.get(code) or _CODES.get(str(status))
+            if rule is None:
+                if status is not None and (status >= 500 or status == 429):
+                    rule = _Rule(TransientError, True, _HINT_RETRY)
+                elif status == 401:
+                    rule = _Rule(AuthenticationError, False, _HINT_KEYS)
+                else:
+                    rule = _Rule(ProviderError, False, None)
+            hint = rule.hint
+            if rule.error is PermissionDeniedError:
+                action = _ACTIONS.get(op, "s3:PutObject, s3:GetObject")
+                hint = f"grant {action} on bucket {self.bucket!r} to these credentials (IAM or bucket policy)"
+                if code == "403":  # a HEAD answer has no body to tell auth from permission
+                    hint += "; or " + _HINT_KEYS
+            if rule.error is NotFoundError and key is None:
+                rule = _Rule(ContainerNotFoundError, False, _HINT_BUCKET)
+                hint = _HINT_BUCKET
+            return rule.error(message, provider=self.name, key=key, code=code, status=status, hint=hint)
+        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
+            return AuthenticationError(
+                f"{where}: no usable AWS credentials ({type(exc).__name__})",
+                provider=self.name, key=key, code=type(exc).__name__,
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure the standard "
+                "AWS credential chain (AWS_PROFILE, an instance or task role)",
+            )
+        if isinstance(exc, bx.SSLError):
+            return ProviderError(
+                f"{where}: TLS failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
+                code="SSLError", hint="check AWS_ENDPOINT_URL and the CA bundle (AWS_CA_BUNDLE)",
+            )
+        if isinstance(exc, bx.ChecksumError):
+            return IntegrityError(
+                f"{where}: {redact(str(exc))[:300]}", provider=self.name, key=key, code="ChecksumError",
+                hint="retry; if it persists, check proxies that rewrite bodies",
+            )
+        if isinstance(
+            exc,
+            bx.HTTPClientError | bx.ConnectionError | bx.IncompleteReadError | aiohttp.ClientError
+            | TimeoutError | ConnectionError,
+        ):
+            detail = redact(str(exc))[:300] or type(exc).__name__
+            return TransientError(
+                f"{where}: the connection failed: {detail}", provider=self.name, key=key,
+                code=type(exc).__name__, hint="check AWS_ENDPOINT_URL and the network path to S3",
+            )
+        if isinstance(exc, bx.ParamValidationError):
+            return ProviderError(
+                f"{where}: invalid request: {redact(str(exc))[:300]}", provider=self.name, key=key,
+                code="ParamValidationError",
+            )
+        if isinstance(exc, bx.BotoCoreError | ValueError):
+            return ProviderError(
+                f"{where} failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
+                code=type(exc).__name__,
+            )
+        return exc
+
+    # -- uploads -------------------------------------------------------------------------
+
+    def _verify(self, key: str, what: str, md5: bytes, etag: str | None) -> None:
+        """Compare our MD5 with the ETag S3 returned (when the ETag is an MD5; under SSE-KMS
+        it is not, and then S3's own Content-MD5 check is what vouches for the bytes)."""
+        if etag and _MD5_ETAG.match(etag):
+            _integrity.verify(self.name, key, what, md5.hex(), etag)
+
+    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
+        client = await self._client()
+        params: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": key, "Body": data,
+            "ContentMD5": _integrity.b64(md5), "Metadata": opts.metadata,
+        }
+        if opts.content_type:
+            params["ContentType"] = opts.content_type
+        if not opts.overwrite:
+            params["IfNoneMatch"] = "*"
+        with self._map_errors(key, "PutObject", conditional=not opts.overwrite):
+            response = await client.put_object(**params)
+        etag = _strip_etag(response.get("ETag"))
+        self._verify(key, "upload", md5, etag)
+        return ObjectInfo(
+            key=key, size=len(data), etag=etag, content_type=opts.content_type,
+            metadata=dict(opts.metadata), checksum="md5:" + md5.hex(),
+        )
+
+    async def _start_parts(self, key: str, opts: PutOptions) -> Any:
+        client = await self._client()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": opts.metadata}
+        if opts.content_type:
+            params["ContentType"] = opts.content_type
+        with self._map_errors(key, "CreateMultipartUpload"):
+            response = await client.create_multipart_upload(**params)
+        return _Upload(key, response["UploadId"])
+
+    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any:
+        upload: _Upload = handle
+        client = await self._client()
+        with self._map_errors(upload.key, "UploadPart"):
+            response = await client.upload_part(
+                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number,
+                Body=data, ContentMD5=_integrity.b64(md5),
+            )
+        etag = response.get("ETag")
+        self._verify(upload.key, f"part {number}", md5, _strip_etag(etag))
+        return {"PartNumber": number, "ETag": etag}
+
+    async def _complete_parts(
+        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+    ) -> ObjectInfo:
+        upload: _Upload = handle
+        client = await self._client()
+        expected = _integrity.multipart_etag(list(md5s))
+        params: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": key, "UploadId": upload.upload_id,
+            "MultipartUpload": {"Parts": list(parts)},
+        }
+        if not opts.overwrite:
+            params["IfNoneMatch"] = "*"
+        try:
+            with self._map_errors(key, "CompleteMultipartUpload", conditional=not opts.overwrite):
+                response = await client.complete_multipart_upload(**params)
+            etag = _strip_etag(response.get("ETag"))
+        except NotFoundError as exc:
+            # A retried completion whose first answer was lost finds the upload gone: it
+            # succeeded if the object now carries exactly our parts' digest.
+            if exc.code != "NoSuchUpload":
+                raise
+            try:
+                stored = await self.head(key)
+            except NotFoundError:
+                raise exc from None
+            if stored.etag != expected:
+                raise
+            etag = stored.etag
+        if etag and _MULTIPART_ETAG.match(etag):
+            _integrity.verify(self.name, key, "multipart upload", expected, etag)
+        return ObjectInfo(
+            key=key, size=size, etag=etag, content_type=opts.content_type,
+            metadata=dict(opts.metadata), checksum=_checksum_of(etag) or "md5-parts:" + expected,
+        )
+
+    async def _abort_parts(self, handle: Any, key: str) -> None:
+        upload: _Upload = handle
+        client = await self._client()
+        try:
+            with self._map_errors(key, "AbortMultipartUpload"):
+                await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
+        except NotFoundError as exc:
+            if exc.code not in ("NoSuchUpload", "404"):
+                raise
+
+    async def cleanup_incomplete_uploads(self, *, older_than: float = 3600.0, prefix: str = "") -> int:
+        """Abort multipart uploads started more than `older_than` seconds ago under `prefix`
+        (leftovers of crashed processes: S3 bills their parts until they are aborted). Returns
+        how many were aborted. Keep `older_than` above the longest upload in progress."""
+        client = await self._client()
+        paginator = client.get_paginator("list_multipart_uploads")
+        now = time.time()
+        stale: list[_Upload] = []
+        pages = aiter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
+        while True:
+            with self._map_errors(None, "ListMultipartUploads"):
+                try:
+                    page = await anext(pages)
+                except StopAsyncIteration:
+                    break
+            for upload in page.get("Uploads") or []:
+                started: datetime | None = upload.get("Initiated")
+                if started is None or now - started.timestamp() >= older_than:
+                    stale.append(_Upload(upload["Key"], upload["UploadId"]))
+        for upload in stale:
+            await retry(
+                functools.partial(self._abort_parts, upload, upload.key),
+                self.transfer.retry,
+                f"abort of {upload.key!r}",
+            )
+        return len(stale)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _info(self, key: str, response: dict[str, Any]) -> ObjectInfo:
+        etag = _strip_etag(response.get("ETag"))
+        return ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength") or 0),
+            etag=etag,
+            content_type=response.get("ContentType"),
+            last_modified=response.get("LastModified"),
+            metadata=dict(response.get("Metadata") or {}),
+            checksum=_checksum_of(etag),
+        )
+
+    async def head(self, key: str) -> ObjectInfo:
+        check_key(key)
+        client = await self._client()
+        with self._map_errors(key, "HeadObject"):
+            response = await client.head_object(Bucket=self.bucket, Key=key)
+        return self._info(key, response)
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks of about `READ_CHUNK`; the response is released
+        however the consumer stops (end, break, error, cancellation)."""
+        check_key(key)
+        client = await self._client()
+        with self._map_errors(key, "GetObject"):
+            response = await client.get_object(Bucket=self.bucket, Key=key)
+        body = response["Body"]
+        finished = False
+        try:
+            while True:
+                with self._map_errors(key, "GetObject"):
+                    chunk = await _read_up_to(body, READ_CHUNK)
+                if not chunk:
+                    finished = True
+                    return
+                yield chunk
+        finally:
+            if finished:
+                body.release()  # back to the pool
+            else:
+                body.close()  # unread bytes: drop the connection
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        client = await self._client()
+        try:
+            with self._map_errors(key, "DeleteObject"):
+                await client.delete_object(Bucket=self.bucket, Key=key)
+        except NotFoundError as exc:
+            if exc.code not in ("NoSuchKey", "404", "NotFound"):
+                raise
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object under `prefix`, page by page (`list_page_size` keys a page). Listings
+        carry no content type or user metadata: `head()` a key for those."""
+        client = await self._client()
+        paginator = client.get_paginator("list_objects_v2")
+        pages = aiter(
+            paginator.paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.list_page_size}
+            )
+        )
+        while True:
+            with self._map_errors(None, "ListObjectsV2"):
+                try:
+                    page = await anext(pages)
+                except StopAsyncIteration:
+                    return
+            for item in page.get("Contents") or []:
+                etag = _strip_etag(item.get("ETag"))
+                yield ObjectInfo(
+                    key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
+                    last_modified=item.get("LastModified"), checksum=_checksum_of(etag),
+                )
+
+    async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str:
+        """A SigV4 URL for a plain HTTP GET or PUT of `key`, valid `expires_in` seconds
+        (at most 7 days). Treat it as a secret: it is a bearer credential."""
+        check_key(key)
+        operation = {"GET": "get_object", "PUT": "put_object"}.get(method.upper())
+        if operation is None:
+            raise ConfigError(f"presigned URLs support GET and PUT, not {method!r}")
+        if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
+            raise ConfigError(f"expires_in must be 1 to {MAX_PRESIGN_SECONDS} seconds (got {expires_in})")
+        client = await self._client()
+        with self._map_errors(key, "presign"):
+            url: str = await client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        return url
+
+    async def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
+        """Ranged GETs in parallel (`transfer.max_concurrency`), each written by offset
+        (`pwritev`, in worker threads) into a temporary file beside `path`, renamed into place
+        when complete and removed on any failure. Every range is pinned to the ETag seen first
+        (`If-Match`), so an object replaced meanwhile fails the download instead of mixing
+        versions; each range is retried on its own."""
+        info = await self.head(key)
+        target = Path(path)
+        fd, tmp = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            step = max(self.download_part_size, self.transfer.chunk_size)
+            step = max(step, math.ceil(info.size / 10_000))
+            ranges = [(start, min(start + step, info.size)) for start in range(0, info.size, step)]
+            pending = iter(ranges)
+            limit = max(1, self.transfer.max_concurrency)
+
+            async def worker() -> None:
+                for start, end in pending:
+                    await retry(
+                        functools.partial(self._fetch_range, fd, key, start, end, info.etag),
+                        self.transfer.retry,
+                        f"download of {key!r} bytes {start}-{end - 1}",
+                    )
+
+            tasks = [asyncio.create_task(worker()) for _ in range(min(limit, len(ranges)))]
+            if tasks:
+                await asyncio.gather(*tasks)
+            os.close(fd)
+            fd = -1
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if fd >= 0:
+                os.close(fd)
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+        return info
+
+    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
+        client = await self._client()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+        if etag:
+            params["IfMatch"] = f'"{etag}"'
+        with self._map_errors(key, "GetObject"):
+            response = await client.get_object(**params)
+        body = response["Body"]
+        offset = start
+        batch: list[bytes] = []
+        held = 0
+        finished = False
+        try:
+            while True:
+                with self._map_errors(key, "GetObject"):
+                    chunk = await body.read(WRITE_BATCH - held)
+                if chunk:
+                    batch.append(chunk)
+                    held += len(chunk)
+                if held and (not chunk or held >= WRITE_BATCH or len(batch) >= 512):
+                    await asyncio.to_thread(_pwrite_all, fd, batch, offset)
+                    offset += held
+                    batch, held = [], 0
+                if not chunk:
+                    finished = True
+                    break
+        finally:
+            if finished:
+                body.release()
+            else:
+                body.close()
+        if offset != end:
+            raise TransientError(
+                f"GetObject on bucket {self.bucket!r}: range ended after {offset - start} of "
+                f"{end - start} bytes",
+                provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
+            )
+
+
+async def _read_up_to(body: Any, size: int) -> bytes:
+    """Read from a streaming body until `size` bytes or the end (aiohttp hands out whatever
+    has arrived, often 64 KiB at a time)."""
+    chunks: list[bytes] = []
+    have = 0
+    while have < size:
+        chunk: bytes = await body.read(size - have)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+    """Write `buffers` at `offset`, however short the kernel's writes are."""
+    total = sum(len(b) for b in buffers)
+    written = os.pwritev(fd, buffers, offset)
+    if written < total:
+        rest = b"".join(buffers)[written:]
+        while rest:
+            n = os.pwrite(fd, rest, offset + written)
+            written += n
+            rest = rest[n:]
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -275,3 +275,30 @@ async def test_from_env_memory_and_local(monkeypatch: pytest.MonkeyPatch, tmp_pa
         report = await storage.upload_bytes(b"abc", "a/b")
         assert report.ok
     assert (tmp_path / "a" / "b").read_bytes() == b"abc"
+
+
+async def test_fan_out_hashes_each_byte_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integrity costs one MD5 pass over the source, however many providers there are."""
+    import unistore._integrity as integrity
+
+    data = bytes(range(256)) * (4 * 4096 * 5)  # 20 MiB = 4 parts of 5 MiB
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    hashed: list[int] = []
+    original = integrity.md5
+
+    def counting(buffer: bytes | memoryview) -> bytes:
+        hashed.append(len(buffer))
+        return original(buffer)
+
+    monkeypatch.setattr(integrity, "md5", counting)
+    storage = Storage([memory("a"), memory("b"), memory("c")], threshold=5 * MiB, chunk_size=5 * MiB)
+    report = await storage.upload_file(src, "big.bin")
+    assert report.ok
+    assert sum(hashed) == len(data)
+    hashed.clear()
+    async with storage.open_writer("live.bin") as writer:
+        for i in range(0, len(data), 1 << 20):
+            await writer.write(data[i : i + (1 << 20)])
+    assert writer.report is not None and writer.report.ok
+    assert sum(hashed) == len(data)

@@ -248,35 +248,45 @@ def read_range(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
     return data, _integrity.md5(data)
 
 
+DigestLookup = Callable[[bytes], "bytes | None"]
+
+
 def stream_parts(
-    prefix: list[bytes], chunks: AsyncIterator[bytes] | None, sizer: PartSizer
+    prefix: list[tuple[bytes, bytes | None]],
+    chunks: AsyncIterator[bytes] | None,
+    sizer: PartSizer,
+    digest: DigestLookup | None = None,
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     """Parts cut from a stream of chunks of any size; a chunk that is exactly one part is
-    passed on without a copy."""
-    return _stream_parts(prefix, chunks, sizer)
+    passed on without a copy, with its MD5 when the source already knows it (`digest`,
+    asked right after each chunk arrives: a fan-out hashes each chunk once for everyone)."""
+    return _stream_parts(prefix, chunks, sizer, digest)
 
 
 async def _stream_parts(
-    prefix: list[bytes], chunks: AsyncIterator[bytes] | None, sizer: PartSizer
+    prefix: list[tuple[bytes, bytes | None]],
+    chunks: AsyncIterator[bytes] | None,
+    sizer: PartSizer,
+    digest: DigestLookup | None,
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     number = 1
     want = sizer.size(number)
     pending: list[bytes | memoryview] = []
     have = 0
 
-    async def source() -> AsyncIterator[bytes]:
-        for chunk in prefix:
-            yield chunk
+    async def source() -> AsyncIterator[tuple[bytes, bytes | None]]:
+        for item in prefix:
+            yield item
         prefix.clear()
         if chunks is not None:
             async for chunk in chunks:
-                yield chunk
+                yield chunk, (digest(chunk) if digest is not None else None)
 
-    async for chunk in source():
+    async for chunk, known in source():
         if not chunk:
             continue
         if not pending and len(chunk) == want:
-            yield want, _memory_loader(chunk)
+            yield want, _memory_loader(chunk, known)
             number += 1
             want = sizer.size(number)
             continue
@@ -296,10 +306,9 @@ async def _stream_parts(
         yield have, _memory_loader(b"".join(pending))
 
 
-def _memory_loader(data: bytes) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
+def _memory_loader(data: bytes, known: bytes | None = None) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
     async def load() -> tuple[bytes, bytes]:
-        known = getattr(data, "md5", None)
-        if isinstance(known, bytes):
+        if known is not None:
             return data, known
         return data, await asyncio.to_thread(_integrity.md5, data)
 

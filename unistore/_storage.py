@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequenc
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from . import _integrity
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._keys import check_key
@@ -224,9 +225,9 @@ class Storage:
             try:
                 while offset < size and tee.alive:
                     length = min(chunk, size - offset)
-                    data, _ = await asyncio.to_thread(read_range, path, offset, length)
+                    data, md5 = await asyncio.to_thread(read_range, path, offset, length)
                     offset += length
-                    await tee.feed(data)
+                    await tee.feed(data, md5)
             except BaseException as exc:
                 await tee.close(exc if isinstance(exc, Exception) else UploadAborted("cancelled"))
                 raise
@@ -376,7 +377,8 @@ class StorageWriter:
             return
         data = bytes(self._buffer)
         self._buffer.clear()
-        if await self._tee.feed(data) == 0 and not self._tee.alive:
+        md5 = await asyncio.to_thread(_integrity.md5, data)
+        if await self._tee.feed(data, md5) == 0 and not self._tee.alive:
             report = await self._finish(None)
             raise FanOutError(report.errors, report)
 

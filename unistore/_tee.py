@@ -19,9 +19,16 @@ class UploadAborted(Exception):
 
 
 class Channel:
-    """A bounded single-consumer queue of chunks that ends with EOF or an error."""
+    """A bounded single-consumer queue of chunks that ends with EOF or an error.
 
-    def __init__(self, depth: int) -> None:
+    `digest(chunk)` returns the MD5 the feeder computed for a chunk this channel has just
+    yielded (valid until the consumer asks for the next chunk), so that N providers hash
+    each chunk once between them instead of N times.
+    """
+
+    def __init__(self, depth: int, digests: _Digests | None = None) -> None:
+        self._digests = digests if digests is not None else _Digests()
+        self._last: bytes | None = None
         self._items: deque[bytes] = deque()
         self._depth = depth
         self._cond = asyncio.Condition()
@@ -44,6 +51,8 @@ class Channel:
             self._eof = True
             self._error = error
             if error is not None:
+                for chunk in self._items:
+                    self._digests.release(chunk)
                 self._items.clear()
             self._cond.notify_all()
 
@@ -51,14 +60,33 @@ class Channel:
         """The consumer stopped: drop what is queued and never block a producer again."""
         async with self._cond:
             self.detached = True
+            for chunk in self._items:
+                self._digests.release(chunk)
             self._items.clear()
+            self._forget_last()
             self._cond.notify_all()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
+    def digest(self, chunk: bytes) -> bytes | None:
+        return self._digests.get(chunk)
+
+    def _forget_last(self) -> None:
+        if self._last is not None:
+            self._digests.release(self._last)
+            self._last = None
+
     async def _iterate(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._pop():
+                yield chunk
+        finally:
+            self._forget_last()
+
+    async def _pop(self) -> AsyncIterator[bytes]:
         while True:
+            self._forget_last()
             async with self._cond:
                 await self._cond.wait_for(lambda: bool(self._items) or self._eof)
                 if self._error is not None:
@@ -66,26 +94,67 @@ class Channel:
                 if not self._items:
                     return
                 chunk = self._items.popleft()
+                self._last = chunk
                 self._cond.notify_all()
             yield chunk
+
+
+class _Digests:
+    """MD5s of chunks in flight, keyed by object identity; each entry holds its chunk (so the
+    id cannot be reused) until every channel that took it has moved past it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, list[object]] = {}
+
+    def add(self, chunk: bytes, md5: bytes, holders: int) -> None:
+        if holders > 0:
+            self._entries[id(chunk)] = [chunk, md5, holders]
+
+    def get(self, chunk: bytes) -> bytes | None:
+        entry = self._entries.get(id(chunk))
+        if entry is None or entry[0] is not chunk:
+            return None
+        md5 = entry[1]
+        return md5 if isinstance(md5, bytes) else None
+
+    def release(self, chunk: bytes) -> None:
+        entry = self._entries.get(id(chunk))
+        if entry is None or entry[0] is not chunk:
+            return
+        left = int(entry[2]) - 1  # type: ignore[call-overload]
+        if left <= 0:
+            del self._entries[id(chunk)]
+        else:
+            entry[2] = left
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Tee:
     """Feeds chunks to several channels; each `put` waits for every attached consumer."""
 
     def __init__(self, names: list[str], depth: int) -> None:
-        self.channels = {name: Channel(depth) for name in names}
+        self.digests = _Digests()
+        self.channels = {name: Channel(depth, self.digests) for name in names}
 
     @property
     def alive(self) -> list[str]:
         return [n for n, c in self.channels.items() if not c.detached]
 
-    async def feed(self, chunk: bytes) -> int:
-        """Give `chunk` to every attached channel; returns how many took it."""
+    async def feed(self, chunk: bytes, md5: bytes | None = None) -> int:
+        """Give `chunk` (and its MD5, if known) to every attached channel; returns how many
+        took it."""
+        if md5 is not None:
+            self.digests.add(chunk, md5, len(self.alive))
         taken = 0
         for channel in self.channels.values():
-            if not channel.detached and await channel.put(chunk):
+            if channel.detached:
+                continue
+            if await channel.put(chunk):
                 taken += 1
+            elif md5 is not None:
+                self.digests.release(chunk)
         return taken
 
     async def close(self, error: BaseException | None = None) -> None:

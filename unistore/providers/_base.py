@@ -26,6 +26,7 @@ from .._budget import BufferBudget, default_budget
 from .._errors import ConfigError, EmptySourceError, NotFoundError, SourceError, TransientError
 from .._keys import check_key
 from .._multipart import (
+    DigestLookup,
     PartLimits,
     PartSizer,
     PutOptions,
@@ -258,7 +259,7 @@ class BaseProvider(ABC):
         return await self._deadline(
             key,
             run_parts(
-                self, key, opts, stream_parts([data], None, sizer),
+                self, key, opts, stream_parts([(data, None)], None, sizer),
                 transfer=self.transfer, budget=self.budget, total=len(data), progress=progress,
             ),
         )
@@ -288,7 +289,10 @@ class BaseProvider(ABC):
     ) -> ObjectInfo:
         threshold = self.transfer.threshold
         iterator = aiter(chunks)
-        prefix: list[bytes] = []
+        # a fan-out channel knows each chunk's MD5 (hashed once for every provider)
+        lookup = getattr(chunks, "digest", None)
+        digest: DigestLookup | None = lookup if callable(lookup) else None
+        prefix: list[tuple[bytes, bytes | None]] = []
         buffered = 0
         exhausted = False
         # Decide single put vs parts: buffer up to the threshold, unless the size is known to
@@ -301,16 +305,17 @@ class BaseProvider(ABC):
                     exhausted = True
                     break
                 if chunk:
-                    prefix.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+                    chunk = bytes(chunk) if not isinstance(chunk, bytes) else chunk
+                    prefix.append((chunk, digest(chunk) if digest is not None else None))
                     buffered += len(chunk)
         if exhausted:
-            data = b"".join(prefix)
+            data = b"".join(c for c, _ in prefix)
             del prefix
             digest = await _hash(data)
             return await self._put_small(key, data, digest, opts, progress)
         sizer = PartSizer(self.transfer.chunk_size, self.limits, size_hint)
         return await run_parts(
-            self, key, opts, stream_parts(prefix, iterator, sizer),
+            self, key, opts, stream_parts(prefix, iterator, sizer, digest),
             transfer=self.transfer, budget=self.budget, total=size_hint, progress=progress,
         )
 

@@ -191,19 +191,41 @@ def _spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = 
         )
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM, wait up to ``grace_s``, then SIGKILL; always reap (no zombie keeps the PID)."""
+def _stop_process(
+    proc: subprocess.Popen[bytes] | None,
+    grace_s: float = STOP_GRACE_S,
+    log_path: Path | None = None,
+    done_marker: bytes | None = None,
+) -> None:
+    """SIGTERM, wait up to ``grace_s``, then SIGKILL; always reap (no zombie keeps the PID).
+
+    With ``done_marker``, SIGKILL as soon as that text appears in the log after the SIGTERM:
+    the server has finished the part of its shutdown that matters and would only idle on.
+    """
     if proc is None:
         return
     if proc.poll() is None:
+        offset = log_path.stat().st_size if (log_path and done_marker and log_path.exists()) else 0
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + grace_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log_path is not None and done_marker is not None and _log_contains(log_path, offset, done_marker):
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _log_contains(path: Path, offset: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return needle in fh.read()
+    except OSError:
+        return False
 
 
 def _kill_process(proc: subprocess.Popen[bytes] | None) -> None:
@@ -451,8 +473,18 @@ class S3Server:
             return 0
 
     def stop(self) -> None:
-        """SIGTERM, a few seconds' grace, SIGKILL; by PID. Data and ports are kept for restart()."""
-        _stop_process(self._proc)
+        """SIGTERM, a few seconds' grace, SIGKILL; by PID. Data and ports are kept for restart().
+
+        ``weed server`` runs its shutdown hooks in start-up order, which varies: the volume
+        server's takes milliseconds, the filer's idles ~15 s in gRPC GracefulStop (the in-process
+        S3 gateway's metadata stream never ends). So it gets 2 s, or less once the volume server
+        logs that it has shut down; SIGKILL loses nothing acknowledged (writes reach the files
+        before the response).
+        """
+        if self.kind == "seaweedfs":
+            _stop_process(self._proc, 2.0, self.log_path, b"Shut down successfully!")
+        else:
+            _stop_process(self._proc)
 
     def kill(self) -> None:
         """SIGKILL now (chaos tests); restart() brings it back on the same ports and data."""
@@ -612,6 +644,9 @@ def _seaweedfs_argv(weed: str, data_dir: Path, config: Path, ports: list[int]) -
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         "-master.telemetry=false",
+        # A master that resumes its raft state waits ~20 s for an election before it leads
+        # again; the topology is rebuilt from volume-server heartbeats anyway.
+        "-master.resumeState=false",
         # Small volumes, many of them: every bucket is a collection that grows several volumes
         # at once; 128 MiB x 256 leaves room for many buckets and ~30 GiB of data.
         "-master.volumeSizeLimitMB=128",

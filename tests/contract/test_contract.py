@@ -249,7 +249,7 @@ async def test_presigned_get_with_a_plain_http_client(provider: BaseProvider, ca
     context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
 
     def fetch() -> bytes:
-        with urllib.request.urlopen(url, timeout=10, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
             body: bytes = response.read()
             return body
 

@@ -309,10 +309,13 @@ class BaseProvider(ABC):
                     prefix.append((chunk, digest(chunk) if digest is not None else None))
                     buffered += len(chunk)
         if exhausted:
-            data = b"".join(c for c, _ in prefix)
+            if len(prefix) == 1 and prefix[0][1] is not None:
+                data, md5 = prefix[0][0], prefix[0][1]
+            else:
+                data = b"".join(c for c, _ in prefix)
+                md5 = await _hash(data)
             del prefix
-            digest = await _hash(data)
-            return await self._put_small(key, data, digest, opts, progress)
+            return await self._put_small(key, data, md5, opts, progress)
         sizer = PartSizer(self.transfer.chunk_size, self.limits, size_hint)
         return await run_parts(
             self, key, opts, stream_parts(prefix, iterator, sizer, digest),

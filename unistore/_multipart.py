@@ -10,6 +10,7 @@ task still cleans up). It completes only when every part is in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,8 @@ from typing import Any, Protocol
 
 from . import _integrity
 from ._budget import BufferBudget
-from ._errors import UnistoreError
+from ._errors import SourceError, UnistoreError
+from ._logging import redact
 from ._retry import RetryPolicy, retry
 from .providers._protocol import ObjectInfo, ProgressCallback
 
@@ -115,25 +117,31 @@ async def run_parts(
     (a file part is read by offset in a worker thread; a stream part is already in memory).
     Budget for a part is taken before `load()` runs and given back once the part is stored.
     """
-    handle = await retry(lambda: backend._start_parts(key, opts), transfer.retry, f"start upload of {key!r}")
+    # The start runs in its own task: cancelled while its request is in flight, the service may
+    # create the upload anyway, so the abort below waits for the answer and aborts what it made.
+    starting = asyncio.ensure_future(
+        retry(lambda: backend._start_parts(key, opts), transfer.retry, f"start upload of {key!r}")
+    )
+    try:
+        handle = await asyncio.shield(starting)
+    except BaseException:
+        await _abort(backend, None, key, transfer, started=starting)
+        raise
     tokens: dict[int, Any] = {}
     md5s: dict[int, bytes] = {}
     in_flight: set[asyncio.Task[None]] = set()
     done = 0
 
-    async def put(number: int, size: int, load: Callable[[], Awaitable[tuple[bytes, bytes]]]) -> None:
+    async def put(number: int, load: Callable[[], Awaitable[tuple[bytes, bytes]]]) -> None:
         nonlocal done
-        try:
-            data, digest = await load()
-            tokens[number] = await retry(
-                lambda: backend._put_part(handle, number, data, digest),
-                transfer.retry,
-                f"part {number} of {key!r}",
-            )
-            md5s[number] = digest
-            done += len(data)
-        finally:
-            budget.release(size)
+        data, digest = await load()
+        tokens[number] = await retry(
+            lambda: backend._put_part(handle, number, data, digest),
+            transfer.retry,
+            f"part {number} of {key!r}",
+        )
+        md5s[number] = digest
+        done += len(data)
         if progress is not None:
             progress(backend.name, done, total)
 
@@ -153,10 +161,13 @@ async def run_parts(
             await budget.acquire(size)
             count += 1
             try:
-                task = asyncio.create_task(put(count, size, load))
+                task = asyncio.create_task(put(count, load))
             except BaseException:
                 budget.release(size)
                 raise
+            # Given back when the task ends, however: a task cancelled before its first step
+            # never runs its body, so a `finally` in `put` would leak the budget for good.
+            task.add_done_callback(functools.partial(_release, budget, size))
             in_flight.add(task)
             raise_failed()
         while in_flight:
@@ -180,10 +191,24 @@ async def run_parts(
         raise
 
 
-async def _abort(backend: PartBackend, handle: Any, key: str, transfer: Transfer) -> None:
-    """Abort under shield: a cancelled upload must still clean up after itself."""
+def _release(budget: BufferBudget, size: int, _task: asyncio.Task[None]) -> None:
+    budget.release(size)
+
+
+async def _abort(
+    backend: PartBackend, handle: Any, key: str, transfer: Transfer, *, started: asyncio.Future[Any] | None = None
+) -> None:
+    """Abort under shield: a cancelled upload must still clean up after itself. With `started`
+    (the start request, still in flight when we were cancelled), wait for its handle first; a
+    start that failed created nothing."""
 
     async def attempt() -> None:
+        nonlocal handle
+        if started is not None:
+            try:
+                handle = await asyncio.wait_for(started, ABORT_TIMEOUT_S)
+            except (Exception, asyncio.CancelledError):
+                return
         try:
             await asyncio.wait_for(
                 retry(lambda: backend._abort_parts(handle, key), transfer.retry, f"abort of {key!r}"),
@@ -193,7 +218,7 @@ async def _abort(backend: PartBackend, handle: Any, key: str, transfer: Transfer
             logger.warning(
                 "could not abort the incomplete upload of %r on %s: %s; "
                 "`unistore doctor --cleanup` removes it later",
-                key, backend.name, exc,
+                key, backend.name, redact(str(exc)),
             )
 
     # If we are cancelled again while aborting, the abort still finishes in the background;
@@ -235,13 +260,19 @@ def _file_loader(path: str, offset: int, length: int) -> Callable[[], Awaitable[
 
 def read_range(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
     """Read `length` bytes at `offset` and hash them, in the calling (worker) thread."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise SourceError(
+            f"{path!r} could not be opened while it was being uploaded ({exc.strerror or exc}): "
+            "keep the file in place, readable, until the upload returns"
+        ) from None
     try:
         data = os.pread(fd, length, offset)
     finally:
         os.close(fd)
     if len(data) != length:
-        raise UnistoreError(
+        raise SourceError(
             f"{path!r} shrank while it was being uploaded ({len(data)} of {length} bytes at "
             f"offset {offset}): upload files only once the recorder has closed them"
         )

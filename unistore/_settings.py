@@ -8,10 +8,12 @@ inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are va
 
 from __future__ import annotations
 
+import binascii
 import difflib
 import ipaddress
 import logging
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -19,6 +21,7 @@ from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigError
+from ._logging import redact
 
 logger = logging.getLogger("unistore")
 
@@ -85,6 +88,43 @@ def _positive(name: str, value: int | None, minimum: int = 1) -> None:
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-")
+
+
+def check_service_url(value: str, variable: str) -> None:
+    """An endpoint variable holds the service's base URL: http(s), a host, optionally a path.
+    A query string, a fragment or user:password@ means a presigned/SAS URL or credentials were
+    pasted by mistake: refused, and never echoed (only the scheme and host are shown)."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(
+            f"{variable}={redact(value)!r} is not an http(s) URL: use e.g. http://127.0.0.1:9000",
+            variables=[variable],
+        )
+    parts = urllib.parse.urlsplit(value)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        host = parts.hostname or "?"
+        raise ConfigError(
+            f"{variable} (for {parts.scheme}://{host}) carries a query string, a fragment or "
+            "user:password@: it looks like a presigned/SAS URL or embedded credentials; give only "
+            "the service's base URL (scheme://host[:port][/path]) and put credentials in their own "
+            "variables",
+            variables=[variable],
+        )
+
+
+def check_account_key(value: str, variable: str, what: str | None = None) -> None:
+    """Azure account keys are base64 (key1/key2 of the account); the SDK would otherwise fail
+    only when it signs the first request, with a misleading error. The key is never echoed."""
+    try:
+        decoded = binascii.a2b_base64(value.strip().encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        decoded = b""
+    if not decoded:
+        raise ConfigError(
+            f"{what or variable} is not a base64 account key: copy key1 or key2 (or the whole "
+            "connection string) again from the storage account's Access keys page",
+            variables=[variable],
+        )
 
 
 def check_bucket_name(name: str, variable: str = "AWS_RECORDING_STORAGE_BUCKET_NAME") -> None:
@@ -95,6 +135,8 @@ def check_bucket_name(name: str, variable: str = "AWS_RECORDING_STORAGE_BUCKET_N
         problem = "3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
     elif ".." in name or ".-" in name or "-." in name:
         problem = "no adjacent periods, and no period next to a hyphen"
+    elif name.startswith(_BUCKET_RESERVED_PREFIXES):
+        problem = f"must not start with a reserved prefix ({', '.join(_BUCKET_RESERVED_PREFIXES)})"
     else:
         try:
             ipaddress.ip_address(name)
@@ -174,11 +216,8 @@ class S3Settings(_EnvSettings):
                 "or neither to use the standard AWS credential chain",
                 variables=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
             )
-        if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
-            raise ConfigError(
-                f"AWS_ENDPOINT_URL={self.endpoint_url!r} is not an http(s) URL",
-                variables=["AWS_ENDPOINT_URL"],
-            )
+        if self.endpoint_url is not None:
+            check_service_url(self.endpoint_url, "AWS_ENDPOINT_URL")
         return self
 
     def require_bucket(self) -> str:
@@ -220,6 +259,9 @@ def parse_connection_string(value: str) -> dict[str, str]:
             "(or BlobEndpoint and SharedAccessSignature), or UseDevelopmentStorage=true",
             variables=["AZURE_STORAGE_CONNECTION_STRING"],
         )
+    if "accountkey" in lowered:
+        variable = "AZURE_STORAGE_CONNECTION_STRING"
+        check_account_key(lowered["accountkey"], variable, f"the AccountKey of {variable}")
     return parts
 
 
@@ -270,11 +312,8 @@ class AzureSettings(_EnvSettings):
                 "name: 3-24 lowercase letters and digits",
                 variables=["AZURE_STORAGE_ACCOUNT_NAME"],
             )
-        if self.account_url is not None and not re.match(r"^https?://[^/\s]+", self.account_url):
-            raise ConfigError(
-                f"AZURE_STORAGE_ACCOUNT_URL={self.account_url!r} is not an http(s) URL",
-                variables=["AZURE_STORAGE_ACCOUNT_URL"],
-            )
+        if self.account_url is not None:
+            check_service_url(self.account_url, "AZURE_STORAGE_ACCOUNT_URL")
         if self.connection_string is not None:
             if not self.connection_string.get_secret_value().strip():
                 raise ConfigError(
@@ -304,6 +343,7 @@ class AzureSettings(_EnvSettings):
                 )
             if not self.account_key.get_secret_value().strip():
                 raise ConfigError("AZURE_STORAGE_ACCOUNT_KEY is set but empty", variables=["AZURE_STORAGE_ACCOUNT_KEY"])
+            check_account_key(self.account_key.get_secret_value(), "AZURE_STORAGE_ACCOUNT_KEY")
         return self
 
     @property

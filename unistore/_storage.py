@@ -24,7 +24,7 @@ from ._keys import check_key
 from ._multipart import MiB, PartLimits, PartSizer, read_range
 from ._report import ProviderResult, UploadReport
 from ._tee import Channel, Tee, UploadAborted
-from .providers._base import _empty, check_metadata, guess_content_type, source_size
+from .providers._base import _empty, check_content_type, check_metadata, guess_content_type, source_size
 from .providers._protocol import ObjectInfo, ProgressCallback, Provider
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ class Storage:
             return self._providers[name]
         except KeyError:
             raise ConfigError(
-                f"no provider named {name!r}; configured: {', '.join(self._providers)}",
+                f"no provider named {name!r}; configured: {', '.join(self._providers)} "
+                "(add it to STORAGE_UPLOAD_MODE, or ask for one of these)",
                 variables=["STORAGE_UPLOAD_MODE"],
             ) from None
 
@@ -190,6 +191,7 @@ class Storage:
         """
         check_key(key)
         check_metadata(metadata)
+        check_content_type(content_type)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
             raise _empty(key, path)
@@ -270,6 +272,7 @@ class Storage:
     ) -> UploadReport:
         check_key(key)
         check_metadata(metadata)
+        check_content_type(content_type)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
             raise _empty(key)
@@ -320,6 +323,7 @@ class Storage:
         """
         check_key(key)
         check_metadata(metadata)
+        check_content_type(content_type)
         opts: dict[str, Any] = {
             "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
             "allow_empty": allow_empty, "progress": progress,

@@ -61,22 +61,52 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return result
 
 
+_CONTENT_TYPE = re.compile(r"^[\x21-\x7e]+/[\x20-\x7e]+$")
+
+
+def check_content_type(content_type: str | None) -> str | None:
+    """A content type travels as an HTTP header: 'type/subtype' in printable ASCII (a CR or
+    LF would inject headers; services refuse other bytes)."""
+    if content_type is None:
+        return None
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):
+        raise ConfigError(
+            f"content_type {content_type!r} is invalid: use a MIME type in printable ASCII such as "
+            "'video/mp4' (or None to guess it from the file name)"
+        )
+    return content_type
+
+
 def source_size(path: str | os.PathLike[str]) -> int:
-    """Size of an upload source, or a `SourceError` that says what is wrong with it."""
+    """Size of an upload source, or a `SourceError` that says what is wrong with it. The file
+    is opened once here, so that an unreadable one fails before anything is written."""
+    where = os.fspath(path)
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise SourceError(f"source file {os.fspath(path)!r} does not exist: check the path") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceError(f"source file {where!r} does not exist: check the path") from None
     except PermissionError:
         raise SourceError(
-            f"source file {os.fspath(path)!r} is not readable by this process: check its permissions"
+            f"source file {where!r} is not readable by this process: check its permissions "
+            "and those of its folders"
         ) from None
+    except OSError as exc:
+        raise SourceError(f"source file {where!r} cannot be used: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise SourceError(
-            f"source {os.fspath(path)!r} is a directory: upload the files in it one by one"
-        )
+        raise SourceError(f"source {where!r} is a directory: upload the files in it one by one")
     if not stat.S_ISREG(st.st_mode):
-        raise SourceError(f"source {os.fspath(path)!r} is not a regular file")
+        raise SourceError(
+            f"source {where!r} is not a regular file (a FIFO, socket or device): upload a regular "
+            "file, or pass a live source's chunks to upload_stream()"
+        )
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise SourceError(
+            f"source file {where!r} is not readable by this process: check its permissions (chmod)"
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"source file {where!r} cannot be read: {exc.strerror or exc}") from None
     return st.st_size
 
 
@@ -165,7 +195,7 @@ class BaseProvider(ABC):
     ) -> PutOptions:
         check_key(key)
         return PutOptions(
-            content_type=content_type,
+            content_type=check_content_type(content_type),
             metadata=check_metadata(metadata),
             overwrite=self.overwrite if overwrite is None else overwrite,
             allow_empty=allow_empty,

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _integrity
 from .._budget import BufferBudget
-from .._errors import AlreadyExistsError, NotFoundError
+from .._errors import AlreadyExistsError, ConfigError, NotFoundError
 from .._keys import InvalidKeyError, check_key
 from .._multipart import PartLimits, PutOptions, Transfer
 from ._base import BaseProvider
@@ -40,6 +40,7 @@ class LocalProvider(BaseProvider):
     ) -> None:
         super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
         self.root = Path(root).absolute()
+        _check_root(self.root)
         self._staging = self.root / _RESERVED / "staging"
         self._meta = self.root / _RESERVED / "meta"
 
@@ -129,15 +130,20 @@ class LocalProvider(BaseProvider):
     ) -> ObjectInfo:
         def assemble() -> ObjectInfo:
             staged = self._new_staged()
-            with open(staged, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as src:
-                        shutil.copyfileobj(src, out, _READ_CHUNK * 8)
-                out.flush()
-                os.fsync(out.fileno())
-            shutil.rmtree(handle, ignore_errors=True)
-            checksum = "md5-parts:" + _integrity.multipart_etag(list(md5s))
-            return self._publish(staged, key, opts, checksum)
+            try:
+                with open(staged, "wb") as out:
+                    for part in parts:
+                        with open(part, "rb") as src:
+                            shutil.copyfileobj(src, out, _READ_CHUNK * 8)
+                    out.flush()
+                    os.fsync(out.fileno())
+                shutil.rmtree(handle, ignore_errors=True)
+                checksum = "md5-parts:" + _integrity.multipart_etag(list(md5s))
+                return self._publish(staged, key, opts, checksum)
+            finally:
+                # a cancelled upload's abort may remove the parts while this thread still
+                # runs: the staged file must not outlive a failed assembly
+                staged.unlink(missing_ok=True)
 
         return await asyncio.to_thread(assemble)
 
@@ -221,6 +227,20 @@ class LocalProvider(BaseProvider):
 
     async def aclose(self) -> None:
         return None
+
+
+def _check_root(root: Path) -> None:
+    """The root, or its nearest existing ancestor, must be a folder (it is created on first
+    write); a file there would fail every upload with a bare OSError."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(
+                    f"STORAGE_LOCAL_ROOT={str(root)!r} cannot be a folder: {str(path)!r} is a file; "
+                    "point STORAGE_LOCAL_ROOT at a folder (it is created if missing)",
+                    variables=["STORAGE_LOCAL_ROOT"],
+                )
+            return
 
 
 def _files(base: Path) -> Iterator[Path]:

@@ -68,7 +68,7 @@ from .._keys import check_key
 from .._logging import logger, redact
 from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
-from .._settings import AddressingStyle, check_bucket_name
+from .._settings import AddressingStyle, check_bucket_name, check_service_url
 from ._base import BaseProvider
 from ._protocol import ObjectInfo
 
@@ -248,6 +248,9 @@ class S3Provider(BaseProvider):
     ) -> None:
         super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
         check_bucket_name(bucket)
+        if endpoint_url is not None:
+            # also refuses a pasted presigned URL, whose signature would reach the log line below
+            check_service_url(endpoint_url, "AWS_ENDPOINT_URL")
         if (access_key_id is None) != (secret_access_key is None):
             raise ConfigError(
                 "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the "

@@ -26,6 +26,7 @@ from unistore import _integrity
 from unistore._errors import (
     AlreadyExistsError,
     AuthenticationError,
+    ConfigError,
     ContainerNotFoundError,
     IntegrityError,
     MissingDependencyError,
@@ -410,13 +411,13 @@ async def test_user_delegation_sas_under_managed_identity(
     assert key is not None
     await provider.presigned_url("udk.txt", expires_in=600)
     assert provider._delegation is key, "one delegation key serves every URL it outlives"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         await provider.presigned_url("udk.txt", expires_in=8 * 24 * 3600)
 
 
 async def test_presigned_url_rejects_other_methods(make_azure_provider: MakeProvider) -> None:
     provider = make_azure_provider()
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         await provider.presigned_url("x", method="DELETE")
 
 

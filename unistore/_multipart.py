@@ -207,8 +207,15 @@ async def _abort(
         if started is not None:
             try:
                 handle = await asyncio.wait_for(started, ABORT_TIMEOUT_S)
-            except (Exception, asyncio.CancelledError):
+            except TimeoutError:
+                logger.warning(
+                    "the start of the upload of %r on %s did not answer within %ss; if the service "
+                    "created it, `unistore cleanup --older-than SECONDS` removes it later",
+                    key, backend.name, ABORT_TIMEOUT_S,
+                )
                 return
+            except (Exception, asyncio.CancelledError):
+                return  # the start failed: it created nothing
         try:
             await asyncio.wait_for(
                 retry(lambda: backend._abort_parts(handle, key), transfer.retry, f"abort of {key!r}"),

@@ -17,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigError
@@ -481,6 +481,11 @@ class StorageSettings(_EnvSettings):
     )
     s3: S3Settings | None = Field(None, exclude=True)
     azure: AzureSettings | None = Field(None, exclude=True)
+
+    @field_validator("require", mode="before")
+    @classmethod
+    def _lower_require(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> StorageSettings:

@@ -805,9 +805,9 @@ class AzureBlobProvider(BaseProvider):
         elif verb == "PUT":
             permission = BlobSasPermissions(create=True, write=True)
         else:
-            raise ValueError(f"presigned_url supports GET and PUT, not {method!r}")
+            raise ConfigError(f"presigned_url supports GET and PUT, not {method!r}")
         if expires_in <= 0:
-            raise ValueError(f"expires_in must be a positive number of seconds (got {expires_in})")
+            raise ConfigError(f"expires_in must be a positive number of seconds (got {expires_in})")
         container = await self._client()
         assert self._service is not None
         # the service client's account name: a BlobClient's is wrong for path-style (IP) URLs
@@ -818,7 +818,7 @@ class AzureBlobProvider(BaseProvider):
         blob = container.get_blob_client(key)
         if self.auth_mode == "managed_identity":
             if expires_in > DELEGATION_KEY_MAX.total_seconds():
-                raise ValueError(
+                raise ConfigError(
                     "a user delegation SAS (managed identity) is valid for at most 7 days: "
                     f"lower expires_in (got {expires_in} s)"
                 )

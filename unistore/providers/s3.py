@@ -25,6 +25,10 @@ SDK defaults this provider changes, and why:
 - `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
   several uploads, ranged downloads and a fan-in of small puts share one pool.
 - `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
+- No `Expect: 100-continue` (botocore adds it to every PutObject and UploadPart): aiohttp then
+  sends the headers and waits for "100 Continue" with no timeout at all (its read timeout starts
+  only once the body is sent), so a server or middlebox that takes the connection and never
+  answers hung the request for good. Bodies here are one part, already in memory.
 
 Service errors are mapped in one place, `_map_errors`, through the `_CODES` table. Upload
 requests are retried by the part driver; reads, deletes and listing pages by `_call`, through
@@ -365,6 +369,7 @@ class S3Provider(BaseProvider):
                     client = await stack.enter_async_context(
                         session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
                     )
+                    _no_expect_continue(client)
             except BaseException:
                 await stack.aclose()
                 raise
@@ -780,6 +785,13 @@ class S3Provider(BaseProvider):
                 f"{end - start} bytes",
                 provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
             )
+
+
+def _no_expect_continue(client: Any) -> None:
+    """Drop botocore's `Expect: 100-continue` handler from `client` (see the module docstring)."""
+    from botocore.handlers import add_expect_header
+
+    client.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 async def _read_up_to(body: Any, size: int) -> bytes:

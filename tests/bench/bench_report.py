@@ -1,0 +1,381 @@
+"""Tables, targets, chart and README snippet from the raw runs of `tests/bench/run.py`."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.bench.bench_cases import CONFIG_NOTES, UNISTORE, Case, GiB
+
+Plan = Sequence[tuple[Case, Sequence[str]]]
+
+#: (result field, unit, higher is better) of each case kind's headline number
+HEADLINE: dict[str, tuple[str, str, bool]] = {
+    "upload": ("mibps", "MiB/s", True),
+    "stream": ("mibps", "MiB/s", True),
+    "download": ("mibps", "MiB/s", True),
+    "small": ("objps", "obj/s", True),
+    "import": ("import_ms", "ms", False),
+}
+
+RSS_LIMIT_MIB = 200.0
+STALL_LIMIT_MS = 50.0
+IMPORT_LIMIT_MS = 100.0
+
+
+def progress_line(r: dict[str, Any], round_no: int, rounds: int) -> str:
+    head = f"round {round_no + 1}/{rounds} {r['case']:<18} {r['config']:<13}"
+    if not r.get("ok"):
+        return f"{head} FAILED: {str(r.get('error', '?')).splitlines()[0][:200]}"
+    if r["case"] == "import":
+        return f"{head} {r['import_ms']:7.1f} ms  SDK modules: {', '.join(r['sdk_modules']) or 'none'}"
+    srv = " ".join(f"{k} {v:.2f}" for k, v in sorted(r.get("server_cpu_s", {}).items()))
+    extra = f" exit {r['exit_code']}" if r.get("exit_code") else ""
+    rate = f"{r['objps']:8.1f} obj/s" if r["case"].startswith("small") else f"{r['mibps']:8.1f} MiB/s"
+    return (
+        f"{head} {rate}  wall {r['wall_s']:.2f} s  cpu {r['cpu_s']:.2f} s"
+        f"  servers [{srv}]  rss {r['peak_rss_mib']:.0f} MiB  stall {r['stall_ms']:.0f}/{r['stall_own_ms']:.0f} ms"
+        f"  other {r.get('other_cpu_s', 0):.2f} s{extra}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------
+
+
+class Runs:
+    def __init__(self, runs: Sequence[dict[str, Any]], cores: int) -> None:
+        self.runs = runs
+        self.cores = cores
+
+    def ok(self, case: str, config: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["case"] == case and r["config"] == config and r.get("ok")]
+
+    def all(self, case: str, config: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["case"] == case and r["config"] == config]
+
+    def values(self, case: str, config: str, field: str | Callable[[dict[str, Any]], float]) -> list[float]:
+        get = field if callable(field) else (lambda r: r.get(field))
+        return [float(v) for r in self.ok(case, config) if (v := get(r)) is not None]
+
+    def median(self, case: str, config: str, field: str | Callable[[dict[str, Any]], float]) -> float | None:
+        values = self.values(case, config, field)
+        return statistics.median(values) if values else None
+
+    def floor_ratio(self, r: dict[str, Any], *, with_others: bool = False) -> float:
+        """Wall time over the CPU floor: (client CPU + every server's CPU) / cores; `with_others`
+        also counts what other processes of a shared machine took meanwhile."""
+        busy = r["cpu_s"] + sum(r.get("server_cpu_s", {}).values())
+        if with_others:
+            busy += r.get("other_cpu_s", 0.0)
+        floor = busy / self.cores
+        return float(r["wall_s"] / floor) if floor > 0 else float("nan")
+
+
+def _server(name: str) -> Callable[[dict[str, Any]], float]:
+    return lambda r: float(r.get("server_cpu_s", {}).get(name, 0.0))
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _spread(values: Sequence[float], digits: int = 1) -> str:
+    if not values:
+        return "—"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return _fmt(med, digits)
+    return f"{_fmt(med, digits)} ({_fmt(min(values), digits)}–{_fmt(max(values), digits)})"
+
+
+# --------------------------------------------------------------------------------------------
+# the table of medians
+# --------------------------------------------------------------------------------------------
+
+
+def results_table(data: Runs, plan: Plan) -> str:
+    lines = [
+        "| case | configuration | ok | median (min–max) | wall s | client CPU s | server CPU s S3 / Azure "
+        "| peak RSS MiB (at start) | loop stall ms raw / own | other CPU s | unistore ÷ peer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for case, configs in plan:
+        field, unit, higher = HEADLINE[case.kind]
+        for config in configs:
+            ok, every = data.ok(case.name, config), data.all(case.name, config)
+            if not every:
+                continue
+            headline = f"{_spread(data.values(case.name, config, field))} {unit}" if ok else "failed"
+            ratios = ""
+            own = data.median(case.name, config, field)
+            if config == UNISTORE and own:
+                parts = []
+                for peer in configs:
+                    theirs = data.median(case.name, peer, field)
+                    if peer != UNISTORE and theirs:
+                        parts.append(f"{peer} {own / theirs:.2f}x")
+                ratios = ", ".join(parts)
+            if case.kind == "import":
+                sdks = sorted({m for r in ok for m in r.get("sdk_modules", [])})
+                loads = f"loads {', '.join(sdks)}" if sdks else "loads no SDK"
+                name = f"**{config}**" if config == UNISTORE else config
+                note = f"{ratios} (of the time); {loads}" if ratios else loads
+                cells = [case.name, name, f"{len(ok)}/{len(every)}", headline, *["–"] * 6, note]
+                lines.append("| " + " | ".join(cells) + " |")
+                continue
+            name = f"**{config}**" if config == UNISTORE else config
+            stall = (
+                f"{_fmt(data.median(case.name, config, 'stall_ms'), 0)} / "
+                f"{_fmt(data.median(case.name, config, 'stall_own_ms'), 0)}"
+                f" (max {_fmt(max(data.values(case.name, config, 'stall_own_ms'), default=None), 0)})"
+            )
+            servers_cpu = " / ".join(
+                _fmt(data.median(case.name, config, _server(s)), 2) if s in case.touches else "–"
+                for s in ("s3", "azure")
+            )
+            lines.append(
+                f"| {case.name} | {name} | {len(ok)}/{len(every)} | {headline} "
+                f"| {_fmt(data.median(case.name, config, 'wall_s'), 2)} "
+                f"| {_fmt(data.median(case.name, config, 'cpu_s'), 2)} | {servers_cpu} "
+                f"| {_fmt(data.median(case.name, config, 'peak_rss_mib'), 0)} "
+                f"({_fmt(data.median(case.name, config, 'rss_before_mib'), 0)}) | {stall} "
+                f"| {_fmt(data.median(case.name, config, 'other_cpu_s'), 1)} | {ratios} |"
+            )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# targets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    what: str
+    measured: float | None
+    limit: float
+    at_least: bool
+    unit: str = "x"
+    detail: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.measured is None or self.measured != self.measured:  # missing or NaN
+            return "n/a"
+        ok = self.measured >= self.limit if self.at_least else self.measured <= self.limit
+        return "PASS" if ok else "**FAIL**"
+
+    def row(self) -> str:
+        sign = "≥" if self.at_least else ("<" if self.unit == "ms" else "≤")
+        limit = f"{sign} {self.limit:g}{'x' if self.unit == 'x' else ' ' + self.unit}"
+        digits = 2 if self.unit == "x" else 1
+        measured = "—" if self.measured is None else f"{self.measured:.{digits}f}{'x' if self.unit == 'x' else ''}"
+        return f"| {self.what} | {measured} | {limit} | {self.verdict} | {self.detail} |"
+
+
+def _ratio(data: Runs, case: str, a: str, b: str, field: str | Callable[[dict[str, Any]], float]) -> float | None:
+    x, y = data.median(case, a, field), data.median(case, b, field)
+    return x / y if (x is not None and y) else None
+
+
+def targets(data: Runs, plan: Plan) -> list[Target]:
+    present = {case.name: configs for case, configs in plan}
+    out: list[Target] = []
+
+    def have(case: str, *configs: str) -> bool:
+        return case in present and all(data.ok(case, c) for c in configs)
+
+    for case, best_of in (
+        ("upload256-s3", ("aioboto3",)),
+        ("upload256-azure", ("azure-aio-c1", "azure-aio-c8")),
+        ("download256-s3", ("aioboto3",)),
+        ("download256-azure", ("azure-aio-c1", "azure-aio-c8")),
+    ):
+        if case not in present:
+            continue
+        candidates = [(data.median(case, c, "mibps") or 0.0, c) for c in best_of]
+        best_value, best = max(candidates)
+        own = data.median(case, UNISTORE, "mibps")
+        out.append(Target(f"{case}: MiB/s vs best raw SDK", own / best_value if own and best_value else None,
+                          1.0, True, detail=f"best: {best}"))
+        out.append(Target(f"{case}: MiB/s vs obstore", _ratio(data, case, UNISTORE, "obstore", "mibps"), 0.9, True))
+    for case, peer in (
+        ("upload256-s3", "obstore"), ("upload256-azure", "obstore"),
+        ("upload256-both", "obstore-pair"), ("upload1g-both", "obstore-pair"),
+    ):
+        if case in present:
+            own = data.median(case, UNISTORE, lambda r: r["cpu_s"] / (r["bytes"] / GiB))
+            per_gib = f"{own:.2f} CPU-s/GiB" if own is not None else ""
+            out.append(Target(f"{case}: client CPU per GiB vs {peer}", _ratio(data, case, UNISTORE, peer, "cpu_s"),
+                              1.2, False, detail=per_gib))
+    for case in ("upload256-both", "upload1g-both"):
+        if case in present:
+            out.append(Target(f"{case}: wall time vs sdk-pair", _ratio(data, case, UNISTORE, "sdk-pair", "wall_s"),
+                              0.9, False))
+            crowded = data.median(case, UNISTORE, lambda r: data.floor_ratio(r, with_others=True))
+            out.append(Target(f"{case}: wall time vs CPU floor ((client + servers CPU) / {data.cores} cores)",
+                              data.median(case, UNISTORE, data.floor_ratio), 1.1, False,
+                              detail=f"counting other processes' CPU too: {_fmt(crowded, 2)}x"))
+    for case, raw in (("small-s3", "aioboto3"), ("small-azure", "azure-aio")):
+        if case in present:
+            extra = " (extra, Azure)" if case == "small-azure" else ""
+            out.append(Target(f"{case}: obj/s vs {raw}{extra}", _ratio(data, case, UNISTORE, raw, "objps"), 1.5, True))
+            out.append(Target(f"{case}: obj/s vs obstore{extra}", _ratio(data, case, UNISTORE, "obstore", "objps"),
+                              0.9, True))
+    for case in ("upload1g-both", "stream1g-both"):
+        if case in present and data.ok(case, UNISTORE):
+            worst = max(data.values(case, UNISTORE, "peak_rss_mib"))
+            out.append(Target(f"{case}: peak RSS (worst round)", worst, RSS_LIMIT_MIB, False, unit="MiB",
+                              detail=f"median {_fmt(data.median(case, UNISTORE, 'peak_rss_mib'), 0)} MiB"))
+    stalls = [
+        (data.median(case.name, UNISTORE, "stall_own_ms"), data.median(case.name, UNISTORE, "stall_ms"), case.name)
+        for case, configs in plan if case.kind != "import" and UNISTORE in configs and data.ok(case.name, UNISTORE)
+    ]
+    if stalls:
+        own_ms, raw_ms, where = max((s for s in stalls if s[0] is not None), default=(None, None, "-"))
+        out.append(Target("longest loop stall, run-queue wait subtracted (median per case, worst case)", own_ms,
+                          STALL_LIMIT_MS, False, unit="ms", detail=f"{where}; raw lateness {_fmt(raw_ms, 0)} ms"))
+    if have("import", UNISTORE):
+        sdks = sorted({m for r in data.ok("import", UNISTORE) for m in r.get("sdk_modules", [])})
+        ms = data.median("import", UNISTORE, "import_ms")
+        out.append(Target("`import unistore`", ms, IMPORT_LIMIT_MS, False, unit="ms",
+                          detail=f"SDK modules loaded: {', '.join(sdks) or 'none'}"))
+        if sdks:
+            out.append(Target("`import unistore` loads no SDK", 0.0, 1.0, True, detail=", ".join(sdks)))
+    return out
+
+
+def targets_table(items: Sequence[Target]) -> str:
+    lines = ["| target | measured | limit | result | note |", "| --- | --- | --- | --- | --- |"]
+    lines += [t.row() for t in items]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# chart
+# --------------------------------------------------------------------------------------------
+
+
+def chart(path: Path, data: Runs, plan: Plan, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [(c, cf) for c, cf in plan if any(data.ok(c.name, x) for x in cf)]
+    if not cases:
+        return
+    cols = min(5, len(cases))
+    rows = (len(cases) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(cases):]:
+        ax.set_visible(False)
+    for ax, (case, configs) in zip(axes.flat, cases, strict=False):
+        field, unit, higher = HEADLINE[case.kind]
+        names, meds, lows, highs, colors = [], [], [], [], []
+        for config in configs:
+            values = data.values(case.name, config, field)
+            if not values:
+                continue
+            med = statistics.median(values)
+            names.append(config)
+            meds.append(med)
+            lows.append(med - min(values))
+            highs.append(max(values) - med)
+            colors.append("#d9480f" if config == UNISTORE else "#868e96")
+        ax.bar(range(len(names)), meds, yerr=[lows, highs], color=colors, capsize=3)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(case.name, fontsize=9)
+        ax.set_ylabel(f"{unit} ({'higher' if higher else 'lower'} is better)", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# everything
+# --------------------------------------------------------------------------------------------
+
+
+def _header(meta: dict[str, Any]) -> str:
+    v = meta["versions"]
+    env: dict[str, str] = meta.get("unistore_env") or {}
+    return (
+        f"{meta['date']}; {meta['rounds']} round(s) per configuration, fresh process per run, "
+        f"configurations interleaved{' (QUICK smoke run: smaller sizes)' if meta.get('quick') else ''}"
+        f"{' (PROFILED: pyinstrument slows unistore)' if meta.get('profile') else ''}"
+        f"{'; unistore tuned with ' + ', '.join(f'{k}={v}' for k, v in env.items()) if env else ''}.  \n"
+        f"Machine: {meta['cores']} cores ({meta['cpu']}), {meta['memory_gib']} GiB, Linux {meta['kernel']}, "
+        f"loopback; the servers share the cores.  \n"
+        f"Versions: unistore {meta['unistore']}, Python {meta['python']}, aioboto3 {v['aioboto3']} "
+        f"(botocore {v['botocore']}), azure-storage-blob {v['azure-storage-blob']}, aiohttp {v['aiohttp']}, "
+        f"obstore {v['obstore']}, SeaweedFS {meta['seaweedfs']}, Azurite {meta['azurite']}."
+    )
+
+
+LEGEND = (
+    "Medians over the rounds, (min–max). Wall time, client CPU (user + system of the worker process) "
+    "and server CPU (the server process tree, from /proc) cover the timed operation only, after client "
+    "set-up and one warm-up request. Peak RSS is the worker's VmHWM (in brackets: its RSS when the timed "
+    "operation began, i.e. interpreter, imports and clients). Loop stall: the longest lateness "
+    "of a 5 ms ticker, raw / with the loop thread's run-queue wait subtracted (max over rounds). "
+    "Other CPU: CPU-seconds used during the window by processes other than the worker and the "
+    "servers (noise on a shared machine). "
+    "`unistore ÷ peer`: ratio of the medians (for `import`, of the times: lower is better)."
+)
+
+
+EMULATOR_NOTE = (
+    "Azurite note: a Put Block without Content-MD5 costs Azurite 3.37 about 3.5x the CPU of one with it "
+    "(measured here: 0.9-1.0 vs 0.25-0.33 CPU-s per 64 MiB, 4 or 8 MiB blocks), and Azurite shares the two "
+    "cores with the client. unistore sends Content-MD5 on every block; the raw SDK (default) and obstore do "
+    "not, so on Azurite 3.37 part of their deficit is the emulator's. Compare the Azurite version in the "
+    "header before comparing runs; real Azure does not charge the client for it."
+)
+
+
+def write_all(out: Path, runs: Sequence[dict[str, Any]], meta: dict[str, Any], plan: Plan, *, quick: bool) -> str:
+    data = Runs(runs, int(meta.get("cores") or 2))
+    table = results_table(data, plan)
+    goals = targets(data, plan)
+    goals_md = targets_table(goals)
+    failures = [r for r in runs if not r.get("ok")]
+    failed_md = ""
+    if failures:
+        failed_md = "\n\nFailed runs:\n\n" + "\n".join(
+            f"- {r['case']} / {r['config']} / round {r['round'] + 1}: "
+            f"{str(r.get('error', '?')).strip().splitlines()[-1][:300]}"
+            for r in failures
+        )
+    configs_used = sorted({c for _, cf in plan for c in cf})
+    legend_configs = "\n".join(f"- `{c}`: {CONFIG_NOTES.get(c, '')}" for c in configs_used)
+    header = _header(meta)
+    report = (
+        f"## unistore benchmarks\n\n{header}\n\n{table}\n\n{LEGEND}\n\n{legend_configs}\n\n"
+        f"{EMULATOR_NOTE}\n\n### Targets\n\n{goals_md}{failed_md}\n"
+    )
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "runs": list(runs)}, indent=1, sort_keys=True) + "\n"
+    )
+    (out / "results.md").write_text(report)
+    chart(out / "bench.png", data, plan, f"unistore vs raw SDKs and obstore — {meta['date']}, {meta['cores']} cores")
+    snippet = (
+        "## Performance\n\n"
+        "<!-- generated by `nox -s bench` (tests/bench/run.py); copy bench-results/bench.png to "
+        "docs/bench.png -->\n"
+        f"Measured with `nox -s bench` against SeaweedFS and Azurite on loopback. {header}\n\n"
+        f"![benchmark chart](docs/bench.png)\n\n{table}\n\n{LEGEND}\n\n{legend_configs}\n\n{EMULATOR_NOTE}\n\n"
+        f"Targets from issue #10:\n\n{goals_md}\n"
+    )
+    (out / "README-snippet.md").write_text(snippet)
+    return report

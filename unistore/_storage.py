@@ -350,7 +350,8 @@ class StorageWriter:
         self._opts = opts
         self._tee: Tee | None = None
         self._gathering: asyncio.Future[UploadReport] | None = None
-        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._written = 0
         self.report: UploadReport | None = None
 
@@ -370,19 +371,30 @@ class StorageWriter:
         """Queue `chunk` for every provider; waits while the slowest healthy one is full."""
         if self._tee is None or self.report is not None:
             raise RuntimeError("write() outside the writer's `async with` block")
-        self._written += len(chunk)
-        self._buffer += chunk
-        if len(self._buffer) >= self._storage.chunk_size:
-            await self._flush()
+        if not chunk:
+            return
+        # bytes are kept as they are; a mutable buffer is copied, since the caller may reuse it
+        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        self._written += len(data)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        size = self._storage.chunk_size
+        while self._pending_bytes >= size:
+            await self._emit(size)
 
     async def _flush(self) -> None:
+        if self._pending_bytes:
+            await self._emit(self._pending_bytes)
+
+    async def _emit(self, size: int) -> None:
+        """Cut a `size`-byte part off the pending chunks and feed it to every provider. Joining
+        and hashing run in a worker thread: multi-MiB copies on the loop stall it for tens of ms."""
         assert self._tee is not None
-        if not self._buffer:
-            return
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        md5 = await asyncio.to_thread(_integrity.md5, data)
-        if await self._tee.feed(data, md5) == 0 and not self._tee.alive:
+        chunks, self._pending, self._pending_bytes = self._pending, [], 0
+        part, md5, rest = await asyncio.to_thread(_cut_part, chunks, size)
+        if rest:
+            self._pending, self._pending_bytes = [rest], len(rest)
+        if await self._tee.feed(part, md5) == 0 and not self._tee.alive:
             report = await self._finish(None)
             raise FanOutError(report.errors, report)
 
@@ -421,6 +433,16 @@ class StorageWriter:
             await self._finish(UploadAborted(f"upload aborted: {reason}"))
         except asyncio.CancelledError:
             pass
+
+
+def _cut_part(chunks: list[bytes], size: int) -> tuple[bytes, bytes, bytes]:
+    """The first `size` bytes of `chunks` as one part, its MD5, and what is left over."""
+    joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if len(joined) == size:
+        part, rest = joined, b""
+    else:
+        part, rest = joined[:size], joined[size:]
+    return part, _integrity.md5(part), rest
 
 
 def _bound(

@@ -319,8 +319,31 @@ def _header(meta: dict[str, Any]) -> str:
         f"loopback; the servers share the cores.  \n"
         f"Versions: unistore {meta['unistore']}, Python {meta['python']}, aioboto3 {v['aioboto3']} "
         f"(botocore {v['botocore']}), azure-storage-blob {v['azure-storage-blob']}, aiohttp {v['aiohttp']}, "
-        f"obstore {v['obstore']}, SeaweedFS {meta['seaweedfs']}, Azurite {meta['azurite']}."
+        f"obstore {v['obstore']}, SeaweedFS {meta['seaweedfs']}, Azurite {meta['azurite']}.  \n"
+        f"unistore transfer settings: {_transfer_settings(env)}."
     )
+
+
+def _transfer_settings(env: dict[str, str]) -> str:
+    """The part settings unistore ran with (defaults from the declarations, unless tuned)."""
+    from unistore._settings import StorageSettings
+
+    names = {
+        "STORAGE_MULTIPART_THRESHOLD": "multipart_threshold",
+        "STORAGE_CHUNK_SIZE": "chunk_size",
+        "STORAGE_MAX_CONCURRENCY": "max_concurrency",
+        "STORAGE_MAX_BUFFER_BYTES": "max_buffer_bytes",
+    }
+    shown = []
+    for variable, field in names.items():
+        default = StorageSettings.model_fields[field].default
+        if variable in env:
+            shown.append(f"{variable}={env[variable]}")
+        elif field == "max_concurrency":
+            shown.append(f"{variable}={default}")
+        else:
+            shown.append(f"{variable}={int(default) // (1024 * 1024)}MiB")
+    return ", ".join(shown)
 
 
 LEGEND = (

@@ -29,6 +29,8 @@ logger = logging.getLogger("unistore")
 
 MiB = 1024 * 1024
 ABORT_TIMEOUT_S = 30.0
+ABORT_GRACE_S = 2.0
+"""How long a cancelled upload waits for its abort before leaving it to the background."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,7 @@ async def _abort(
         except Exception as exc:
             logger.warning(
                 "could not abort the incomplete upload of %r on %s: %s; "
-                "`unistore doctor --cleanup` removes it later",
+                "`unistore cleanup --older-than SECONDS` removes it later",
                 key, backend.name, redact(str(exc)),
             )
 
@@ -233,6 +235,14 @@ async def _abort(
     task = asyncio.ensure_future(attempt())
     _background.add(task)
     task.add_done_callback(_background.discard)
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        # Cancelled already (STORAGE_UPLOAD_TIMEOUT, or the caller): a cancellation is delivered
+        # once, so nothing would end this wait, and an abort against a dead or blackholed
+        # service takes attempts x read timeout. Wait a short grace, then return on time and
+        # let the abort finish in the background.
+        await asyncio.wait({task}, timeout=ABORT_GRACE_S)
+        return
     await asyncio.shield(task)
 
 

@@ -477,7 +477,10 @@ class StorageSettings(_EnvSettings):
     upload_timeout: float | None = Field(
         None,
         validation_alias=AliasChoices("STORAGE_UPLOAD_TIMEOUT", "upload_timeout"),
-        description="Overall seconds for one upload to one provider; unset: no overall limit.",
+        description=(
+            "Overall seconds for one upload to one provider, not counting time spent waiting for the "
+            "source (a live stream's next chunk, or a slower provider in a fan-out); unset: no overall limit."
+        ),
     )
     s3: S3Settings | None = Field(None, exclude=True)
     azure: AzureSettings | None = Field(None, exclude=True)

@@ -1,9 +1,40 @@
-"""The `unistore` command line (`python -m unistore`). Heavy imports stay inside commands."""
+"""The `unistore` command line (`python -m unistore`). Heavy imports stay inside commands.
+
+- `unistore config`: the configuration table (variables, meaning, default).
+- `unistore cleanup --older-than SECONDS [--provider NAME] [--prefix P]`: abort the incomplete
+  multipart uploads that crashed or killed processes left behind (S3 bills their parts until
+  they are aborted). It reads the same environment as the library (`Storage.from_env()`).
+  Azure needs nothing: uncommitted blocks are never visible and the service discards them after
+  7 days. Exit status: 0 done, 1 a provider's cleanup failed, 2 bad arguments or environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import math
 import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ._storage import Storage
+
+AZURE_NOTE = (
+    "nothing to clean: Azure has no incomplete uploads to abort; uncommitted blocks are never "
+    "visible and the service discards them after 7 days"
+)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds, 0 or more")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,7 +44,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("config", help="print the configuration table (variables, meaning, default)")
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="abort incomplete multipart uploads left behind by crashed or killed processes",
+        description=(
+            "Abort the incomplete multipart uploads of the configured providers (the same "
+            "environment as the library: STORAGE_UPLOAD_MODE, AWS_*, AZURE_*) that were started "
+            "more than --older-than seconds ago. Only S3 keeps such uploads (and bills their "
+            "parts); Azure discards uncommitted blocks by itself after 7 days."
+        ),
+    )
+    cleanup.add_argument(
+        "--older-than",
+        type=_seconds,
+        required=True,
+        metavar="SECONDS",
+        help="only uploads started at least this long ago; keep it above your longest upload "
+        "(0 aborts every incomplete upload, including ones still in progress elsewhere)",
+    )
+    cleanup.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME",
+        help="only this configured provider (s3, azure, ...); repeatable; default: all",
+    )
+    cleanup.add_argument("--prefix", default="", metavar="P", help="only keys that start with P")
     return parser
+
+
+async def cleanup(
+    storage: Storage,
+    *,
+    older_than: float,
+    providers: Sequence[str] | None = None,
+    prefix: str = "",
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Abort the incomplete uploads of `storage`'s providers (or of `providers`), printing each
+    one aborted; returns the exit status of `unistore cleanup`."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    names = list(providers) if providers else list(storage.providers)
+    unknown = [n for n in names if n not in storage.providers]
+    if unknown:
+        print(
+            f"unistore cleanup: no provider named {', '.join(map(repr, unknown))}; configured "
+            f"(STORAGE_UPLOAD_MODE): {', '.join(storage.providers)}",
+            file=err,
+        )
+        return 2
+    status = 0
+    where = f" under prefix {prefix!r}" if prefix else ""
+    for name in names:
+        provider = storage.providers[name]
+        clean = getattr(provider, "cleanup_incomplete_uploads", None)
+        if clean is None:
+            note = AZURE_NOTE if name == "azure" else "no incomplete-upload cleanup for this provider"
+            print(f"{name}: {note}", file=out)
+            continue
+
+        def report(key: str, started: datetime | None, name: str = name) -> None:
+            since = f" (started {started.isoformat(timespec='seconds')})" if started else ""
+            print(f"{name}: aborted incomplete upload of {key!r}{since}", file=out, flush=True)
+
+        try:
+            count = await clean(older_than=older_than, prefix=prefix, on_abort=report)
+        except Exception as exc:
+            from ._logging import redact
+
+            print(f"{name}: cleanup failed: {redact(str(exc))}", file=err)
+            status = 1
+            continue
+        print(
+            f"{name}: aborted {count} incomplete upload(s) started more than {older_than:g}s ago{where}",
+            file=out,
+        )
+    return status
+
+
+async def _cleanup_from_env(args: argparse.Namespace) -> int:
+    from ._errors import UnistoreError
+    from ._storage import Storage
+
+    try:
+        storage = Storage.from_env()
+    except UnistoreError as exc:
+        print(f"unistore cleanup: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    async with storage:
+        return await cleanup(storage, older_than=args.older_than, providers=args.provider, prefix=args.prefix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(settings_table())  # noqa: T201
         return 0
+    if args.command == "cleanup":
+        return asyncio.run(_cleanup_from_env(args))
     parser.print_help()
     return 0
 

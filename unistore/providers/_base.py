@@ -10,6 +10,7 @@ download to a temporary file) lives here.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import mimetypes
 import os
 import re
@@ -40,6 +41,11 @@ from .._retry import retry
 from ._protocol import ObjectInfo, ProgressCallback
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_UPLOAD_DEADLINE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "unistore_upload_deadline", default=None
+)
+"""The running upload's `STORAGE_UPLOAD_TIMEOUT`, paused while the upload waits for its source."""
 
 
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -207,8 +213,12 @@ class BaseProvider(ABC):
             result: ObjectInfo = await coro
             return result
         try:
-            async with asyncio.timeout(timeout):
-                result = await coro
+            async with asyncio.timeout(timeout) as deadline:
+                token = _UPLOAD_DEADLINE.set(deadline)
+                try:
+                    result = await coro
+                finally:
+                    _UPLOAD_DEADLINE.reset(token)
                 return result
         except TimeoutError:
             raise TransientError(
@@ -318,7 +328,7 @@ class BaseProvider(ABC):
         size_hint: int | None,
     ) -> ObjectInfo:
         threshold = self.transfer.threshold
-        iterator = aiter(chunks)
+        iterator = _source_time_excluded(aiter(chunks))
         # a fan-out channel knows each chunk's MD5 (hashed once for every provider)
         lookup = getattr(chunks, "digest", None)
         digest: DigestLookup | None = lookup if callable(lookup) else None
@@ -391,6 +401,30 @@ class BaseProvider(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+async def _source_time_excluded(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks`, with the upload's deadline paused while each chunk is awaited: the pace of the
+    source (a live meeting's next chunk, or a slower provider that holds back a fan-out) is not
+    this provider's, and must not time it out; a dead provider still times out on its own."""
+    deadline = _UPLOAD_DEADLINE.get()
+    loop = asyncio.get_running_loop()
+    while True:
+        when = deadline.when() if deadline is not None and not deadline.expired() else None
+        if deadline is not None and when is not None:
+            deadline.reschedule(None)
+        began = loop.time()
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        finally:
+            if deadline is not None and when is not None and not deadline.expired():
+                try:
+                    deadline.reschedule(when + (loop.time() - began))
+                except RuntimeError:  # the upload's `async with` has already exited
+                    pass
+        yield chunk
 
 
 def guess_content_type(path: str | os.PathLike[str]) -> str | None:

@@ -46,7 +46,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -586,29 +586,38 @@ class S3Provider(BaseProvider):
             if exc.code not in ("NoSuchUpload", "404"):
                 raise
 
-    async def cleanup_incomplete_uploads(self, *, older_than: float = 3600.0, prefix: str = "") -> int:
+    async def cleanup_incomplete_uploads(
+        self,
+        *,
+        older_than: float = 3600.0,
+        prefix: str = "",
+        on_abort: Callable[[str, datetime | None], object] | None = None,
+    ) -> int:
         """Abort multipart uploads started more than `older_than` seconds ago under `prefix`
         (leftovers of crashed processes: S3 bills their parts until they are aborted). Returns
-        how many were aborted. Keep `older_than` above the longest upload in progress."""
+        how many were aborted; `on_abort(key, initiated)` is called after each abort. Keep
+        `older_than` above the longest upload in progress."""
         now = time.time()
-        stale: list[_Upload] = []
+        stale: list[tuple[_Upload, datetime | None]] = []
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
             page = await self._call(None, "ListMultipartUploads", "list_multipart_uploads", **params)
             for upload in page.get("Uploads") or []:
                 started: datetime | None = upload.get("Initiated")
                 if older_than <= 0 or started is None or now - started.timestamp() >= older_than:
-                    stale.append(_Upload(upload["Key"], upload["UploadId"]))
+                    stale.append((_Upload(upload["Key"], upload["UploadId"]), started))
             if not page.get("IsTruncated"):
                 break
             params["KeyMarker"] = page.get("NextKeyMarker", "")
             params["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
-        for upload in stale:
+        for upload, started in stale:
             await retry(
                 functools.partial(self._abort_parts, upload, upload.key),
                 self.transfer.retry,
                 f"abort of {upload.key!r}",
             )
+            if on_abort is not None:
+                on_abort(upload.key, started)
         return len(stale)
 
     # -- reads ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -301,3 +302,43 @@ async def test_fan_out_hashes_each_byte_once(tmp_path: Path, monkeypatch: pytest
             await writer.write(data[i : i + (1 << 20)])
     assert writer.report is not None and writer.report.ok
     assert sum(hashed) == len(data)
+
+
+async def test_file_fan_out_is_not_held_back_by_a_stalled_provider(tmp_path: Path) -> None:
+    """A re-readable source: a provider that stops consuming is handed its own reader after
+    the lag limit, so the healthy one finishes; the stalled one still gets every byte later."""
+    data = bytes(range(256)) * (4 * 4096 * 6)  # 24 MiB
+    src = tmp_path / "meeting.mp4"
+    src.write_bytes(data)
+    fast = FaultyProvider(memory("fast"))
+    stalled = FaultyProvider(memory("stalled"))
+    stalled.stall = asyncio.Event()
+    storage = Storage([fast, stalled], threshold=5 * MiB, chunk_size=5 * MiB, fanout_lag_s=0.05)
+    task = asyncio.create_task(storage.upload_file(src, "m.mp4"))
+    await asyncio.wait_for(fast.finished.wait(), 10)
+    assert not task.done() and not stalled.finished.is_set()
+    stalled.stall.set()
+    report = await asyncio.wait_for(task, 10)
+    assert report.ok
+    assert await fast.download_bytes("m.mp4") == data == await stalled.download_bytes("m.mp4")
+
+
+class SlowParts(MemoryProvider):
+    """Each part takes a little while: the provider keeps falling behind the shared reader."""
+
+    async def _put_part(self, handle: object, number: int, data: bytes, md5: bytes) -> object:
+        await asyncio.sleep(0.01)
+        return await super()._put_part(handle, number, data, md5)
+
+
+@pytest.mark.parametrize("lag", [0.0001, 0.005, 10.0])
+async def test_switching_to_its_own_reader_midway_keeps_every_byte(tmp_path: Path, lag: float) -> None:
+    data = os.urandom(1 << 20) * 23 + b"tail"
+    src = tmp_path / "rec.bin"
+    src.write_bytes(data)
+    slow = SlowParts(name="slow", transfer=SMALL_TRANSFER)
+    storage = Storage([memory("fast"), slow], threshold=5 * MiB, chunk_size=5 * MiB, fanout_lag_s=lag)
+    report = await storage.upload_file(src, "rec.bin")
+    assert report.ok, report.errors
+    for provider in storage.providers.values():
+        assert await provider.download_bytes("rec.bin") == data

@@ -10,10 +10,11 @@ all of them through bounded channels (`_tee.py`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -35,6 +36,10 @@ logger = logging.getLogger("unistore")
 FANOUT_DEPTH = 2
 """Chunks queued per provider in a fan-out, on top of the parts each has in flight."""
 
+FANOUT_LAG_S = 2.0
+"""In a file fan-out, seconds a provider may keep the shared reader waiting before it is handed
+a reader of its own: read once while providers keep pace, never held back by a stalled one."""
+
 
 def _label(provider: Provider) -> str:
     return str(getattr(provider, "label", provider.name))
@@ -54,6 +59,7 @@ class Storage:
         require: Literal["all", "any"] = "all",
         threshold: int = 16 * MiB,
         chunk_size: int = 8 * MiB,
+        fanout_lag_s: float = FANOUT_LAG_S,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
         if not items:
@@ -72,6 +78,7 @@ class Storage:
         self.require: Literal["all", "any"] = require
         self.threshold = threshold
         self.chunk_size = chunk_size
+        self.fanout_lag_s = fanout_lag_s
 
     # -- construction ------------------------------------------------------------------
 
@@ -228,8 +235,9 @@ class Storage:
                 while offset < size and tee.alive:
                     length = min(chunk, size - offset)
                     data, md5 = await asyncio.to_thread(read_range, path, offset, length)
+                    catch_up = functools.partial(_file_chunks, path, offset, size, chunk)
                     offset += length
-                    await tee.feed(data, md5)
+                    await tee.feed(data, md5, lag_s=self.fanout_lag_s, catch_up=catch_up)
             except BaseException as exc:
                 await tee.close(exc if isinstance(exc, Exception) else UploadAborted("cancelled"))
                 raise
@@ -433,6 +441,15 @@ class StorageWriter:
             await self._finish(UploadAborted(f"upload aborted: {reason}"))
         except asyncio.CancelledError:
             pass
+
+
+async def _file_chunks(path: str, offset: int, size: int, chunk: int) -> AsyncIterator[tuple[bytes, bytes]]:
+    """The rest of a file from `offset`, for a provider that fell behind a fan-out."""
+    while offset < size:
+        length = min(chunk, size - offset)
+        data, md5 = await asyncio.to_thread(read_range, path, offset, length)
+        offset += length
+        yield data, md5
 
 
 def _cut_part(chunks: list[bytes], size: int) -> tuple[bytes, bytes, bytes]:

@@ -4,13 +4,21 @@ The feeder awaits the slowest *healthy* consumer (backpressure); a consumer that
 detached and never blocks the others again. Chunks are shared `bytes` objects: feeding N
 providers costs no copy, and memory stays near chunk size x channel depth, plus the parts each
 provider has in flight.
+
+A re-readable source (a file) goes one step further: a consumer that stays full for longer than
+the lag limit is handed a reader of its own from where it stands, and the feeder moves on, so
+one slow or stalled provider never holds back the others. A live stream cannot be re-read: there
+backpressure is the only bound on memory, and the slowest healthy provider sets the pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+
+CatchUp = Callable[[], AsyncIterator[tuple[bytes, bytes]]]
+"""Reads the rest of a re-readable source, from a fixed offset, as (chunk, md5) pairs."""
 
 
 class UploadAborted(Exception):
@@ -34,12 +42,31 @@ class Channel:
         self._cond = asyncio.Condition()
         self._eof = False
         self._error: BaseException | None = None
+        self._catch_up: CatchUp | None = None
+        self._own: tuple[bytes, bytes] | None = None
         self.detached = False
 
-    async def put(self, chunk: bytes) -> bool:
-        """Queue `chunk`; False when the consumer is gone (the chunk is dropped)."""
+    @property
+    def independent(self) -> bool:
+        """True once this consumer reads the rest of the source itself."""
+        return self._catch_up is not None
+
+    async def put(self, chunk: bytes, lag_s: float | None = None, catch_up: CatchUp | None = None) -> bool:
+        """Queue `chunk`; False when the consumer is gone (the chunk is dropped), or when it
+        stayed full for `lag_s` and now reads on through `catch_up`, from this chunk on.
+        The choice is made under the channel's lock: a chunk is never both queued and re-read."""
         async with self._cond:
-            await self._cond.wait_for(lambda: self.detached or len(self._items) < self._depth)
+            ready = self._cond.wait_for(lambda: self.detached or len(self._items) < self._depth)
+            if catch_up is None or lag_s is None:
+                await ready
+            else:
+                try:
+                    await asyncio.wait_for(ready, lag_s)
+                except TimeoutError:
+                    # the cancelled wait has re-acquired the lock: nothing can slip in
+                    self._catch_up = catch_up
+                    self._cond.notify_all()
+                    return False
             if self.detached:
                 return False
             self._items.append(chunk)
@@ -70,6 +97,8 @@ class Channel:
         return self._iterate()
 
     def digest(self, chunk: bytes) -> bytes | None:
+        if self._own is not None and self._own[0] is chunk:
+            return self._own[1]
         return self._digests.get(chunk)
 
     def _forget_last(self) -> None:
@@ -88,15 +117,27 @@ class Channel:
         while True:
             self._forget_last()
             async with self._cond:
-                await self._cond.wait_for(lambda: bool(self._items) or self._eof)
+                await self._cond.wait_for(lambda: bool(self._items) or self._eof or self.independent)
                 if self._error is not None:
                     raise self._error
-                if not self._items:
+                if self._items:
+                    chunk = self._items.popleft()
+                    self._last = chunk
+                    self._cond.notify_all()
+                elif self._catch_up is not None:
+                    break
+                else:
                     return
-                chunk = self._items.popleft()
-                self._last = chunk
-                self._cond.notify_all()
             yield chunk
+        assert self._catch_up is not None
+        async for chunk, md5 in self._catch_up():
+            if self._error is not None:
+                raise self._error
+            self._own = (chunk, md5)
+            yield chunk
+        self._own = None
+        if self._error is not None:
+            raise self._error
 
 
 class _Digests:
@@ -140,18 +181,27 @@ class Tee:
 
     @property
     def alive(self) -> list[str]:
-        return [n for n, c in self.channels.items() if not c.detached]
+        """Consumers still fed by this tee (neither failed nor reading on their own)."""
+        return [n for n, c in self.channels.items() if not c.detached and not c.independent]
 
-    async def feed(self, chunk: bytes, md5: bytes | None = None) -> int:
+    async def feed(
+        self,
+        chunk: bytes,
+        md5: bytes | None = None,
+        *,
+        lag_s: float | None = None,
+        catch_up: CatchUp | None = None,
+    ) -> int:
         """Give `chunk` (and its MD5, if known) to every attached channel; returns how many
-        took it."""
+        took it. With `catch_up` (the source from this chunk on), a channel that stays full
+        for `lag_s` reads on by itself instead of holding the others back."""
         if md5 is not None:
             self.digests.add(chunk, md5, len(self.alive))
         taken = 0
         for channel in self.channels.values():
-            if channel.detached:
+            if channel.detached or channel.independent:
                 continue
-            if await channel.put(chunk):
+            if await channel.put(chunk, lag_s, catch_up):
                 taken += 1
             elif md5 is not None:
                 self.digests.release(chunk)

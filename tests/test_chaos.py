@@ -369,9 +369,8 @@ async def test_a_peer_that_stops_reading_is_bounded_by_the_upload_timeout(
     """Both services at a peer that takes the connection and never reads, a 40 MiB single put
     (`STORAGE_MULTIPART_THRESHOLD=64MiB`), `STORAGE_UPLOAD_TIMEOUT=5`: the body fills the socket
     buffers and the write blocks. Neither SDK has a write timeout (aiohttp starts its read
-    timeout only once the body is sent), so a read timeout never fires: the upload deadline is
-    what ends it, for each provider, within its 5 s and a little slack. Documents that
-    `STORAGE_UPLOAD_TIMEOUT` is the only bound on a stalled body."""
+    timeout only once the body is sent), so a read timeout never fires: here the upload deadline
+    (5 s) ends it, well before the per-request deadline of the next test would."""
     endpoint = f"http://127.0.0.1:{unread_listener.getsockname()[1]}"
     chaos_env(
         s3_url=endpoint,
@@ -388,6 +387,34 @@ async def test_a_peer_that_stops_reading_is_bounded_by_the_upload_timeout(
         assert isinstance(error, TransientError) and error.code == "DeadlineExceeded", error
     # The cancelled requests' sockets wait, closing, to flush into a peer that never reads;
     # closing the listener resets them, and the loop must run to see it.
+    unread_listener.close()
+    await asyncio.sleep(0.5)
+
+
+async def test_a_stalled_body_write_is_bounded_per_request_without_an_upload_timeout(
+    chaos_env: Callable[..., None], azurite: servers.AzuriteServer, unread_listener: socket.socket
+) -> None:
+    """The same peer that never reads, now with no `STORAGE_UPLOAD_TIMEOUT` at all: each upload
+    request has its own deadline (`STORAGE_READ_TIMEOUT` + size / `STORAGE_MIN_SEND_RATE`, here
+    3 s + 40 MiB / 40 MiB/s = 4 s), so a stalled body write fails as a retryable
+    `RequestDeadline` and, after two attempts, the upload gives up instead of hanging for ever."""
+    endpoint = f"http://127.0.0.1:{unread_listener.getsockname()[1]}"
+    chaos_env(
+        s3_url=endpoint,
+        azure_url=f"{endpoint}/{azurite.account_name}",
+        multipart_threshold="64MiB",
+        min_send_rate="40MiB",
+        retry_attempts="2",
+    )
+    limit = READ_TIMEOUT + 1.0
+    async with Storage.from_env() as storage:
+        report = await storage.upload_bytes(payload(40 * MiB, 3), unique_key())
+    assert report.failed == ["s3", "azure"]
+    for name, elapsed in provider_times(report).items():
+        error = report.results[name].error
+        assert isinstance(error, TransientError) and error.code == "RequestDeadline", (name, error)
+        assert "gave up after 2 attempt(s)" in str(error)
+        assert 2 * limit - 0.5 <= elapsed <= 2 * limit + 2 * SLACK_S, (name, elapsed)
     unread_listener.close()
     await asyncio.sleep(0.5)
 

@@ -16,7 +16,7 @@ ALL_VARS = [
     "STORAGE_UPLOAD_MODE", "STORAGE_REQUIRE", "STORAGE_LOCAL_ROOT", "STORAGE_MULTIPART_THRESHOLD",
     "STORAGE_CHUNK_SIZE", "STORAGE_MAX_CONCURRENCY", "STORAGE_MAX_BUFFER_BYTES", "STORAGE_OVERWRITE",
     "STORAGE_RETRY_ATTEMPTS", "STORAGE_RETRY_DEADLINE", "STORAGE_CONNECT_TIMEOUT", "STORAGE_READ_TIMEOUT",
-    "STORAGE_UPLOAD_TIMEOUT",
+    "STORAGE_UPLOAD_TIMEOUT", "STORAGE_MIN_SEND_RATE",
     "AWS_RECORDING_STORAGE_BUCKET_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_S3_ADDRESSING_STYLE", "AWS_REQUEST_CHECKSUM_CALCULATION",
     "AZURE_STORAGE_CONTAINER_NAME", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING",
@@ -46,6 +46,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.max_buffer_bytes == 256 * MiB
     assert s.overwrite is True
     assert s.upload_timeout is None
+    assert s.min_send_rate == 256 * 1024
     assert s.s3 is not None and s.azure is None
     assert s.s3.bucket == "recordings"
     assert s.s3.region == "us-east-1"
@@ -60,7 +61,7 @@ def test_every_variable_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -
         "STORAGE_MULTIPART_THRESHOLD": "32MiB", "STORAGE_CHUNK_SIZE": "10485760",
         "STORAGE_MAX_CONCURRENCY": "6", "STORAGE_MAX_BUFFER_BYTES": "1GiB", "STORAGE_OVERWRITE": "false",
         "STORAGE_RETRY_ATTEMPTS": "7", "STORAGE_RETRY_DEADLINE": "30", "STORAGE_CONNECT_TIMEOUT": "3",
-        "STORAGE_READ_TIMEOUT": "20", "STORAGE_UPLOAD_TIMEOUT": "600",
+        "STORAGE_READ_TIMEOUT": "20", "STORAGE_UPLOAD_TIMEOUT": "600", "STORAGE_MIN_SEND_RATE": "1MiB",
         "AWS_RECORDING_STORAGE_BUCKET_NAME": "rec-bucket", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_SESSION_TOKEN": SESSION_TOKEN,
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "eu-west-1",
@@ -76,6 +77,7 @@ def test_every_variable_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -
     assert (s.multipart_threshold, s.chunk_size, s.max_buffer_bytes) == (32 * MiB, 10 * MiB, 1024 * MiB)
     assert (s.max_concurrency, s.overwrite, s.retry_attempts) == (6, False, 7)
     assert (s.retry_deadline, s.connect_timeout, s.read_timeout, s.upload_timeout) == (30, 3, 20, 600)
+    assert s.min_send_rate == MiB
     assert s.s3 is not None and s.azure is not None
     assert s.s3.bucket == "rec-bucket" and s.s3.access_key_id == "AKIAEXAMPLE"
     assert s.s3.secret_access_key is not None and s.s3.secret_access_key.get_secret_value() == SECRET_KEY

@@ -16,16 +16,17 @@ import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import _integrity
 from ._budget import BufferBudget
-from ._errors import SourceError, UnistoreError
+from ._errors import SourceError, TransientError, UnistoreError
 from ._logging import redact
 from ._retry import RetryPolicy, retry
 from .providers._protocol import ObjectInfo, ProgressCallback
 
 logger = logging.getLogger("unistore")
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 ABORT_TIMEOUT_S = 30.0
@@ -100,6 +101,34 @@ class Transfer:
     max_concurrency: int = 4
     retry: RetryPolicy = RetryPolicy()
     upload_timeout: float | None = None
+    read_timeout: float = 60.0
+    min_send_rate: int = 256 * 1024
+    """Bytes per second below which one upload request counts as stalled (see `bounded`)."""
+
+    def request_timeout(self, size: int) -> float:
+        """Longest one upload request of `size` bytes may take: the read timeout plus the
+        body's time at the slowest acceptable rate."""
+        return self.read_timeout + size / self.min_send_rate
+
+
+async def bounded(
+    request: Awaitable[T], transfer: Transfer, size: int, provider: str, key: str
+) -> T:
+    """One upload request under its own deadline. Neither SDK bounds the time spent *writing*
+    a body (aiohttp starts its read timeout once the body is sent), so a peer that stops
+    reading would hang a part for ever; this turns that into a retryable TransientError."""
+    limit = transfer.request_timeout(size)
+    try:
+        async with asyncio.timeout(limit):
+            return await request
+    except TimeoutError:
+        raise TransientError(
+            f"an upload request of {size} bytes made no progress within {limit:.0f}s",
+            provider=provider,
+            key=key,
+            code="RequestDeadline",
+            hint="check the network path to the service; on a slow uplink lower STORAGE_MIN_SEND_RATE",
+        ) from None
 
 
 async def run_parts(
@@ -138,7 +167,7 @@ async def run_parts(
         nonlocal done
         data, digest = await load()
         tokens[number] = await retry(
-            lambda: backend._put_part(handle, number, data, digest),
+            lambda: bounded(backend._put_part(handle, number, data, digest), transfer, len(data), backend.name, key),
             transfer.retry,
             f"part {number} of {key!r}",
         )

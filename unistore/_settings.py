@@ -474,6 +474,14 @@ class StorageSettings(_EnvSettings):
         validation_alias=AliasChoices("STORAGE_READ_TIMEOUT", "read_timeout"),
         description="Seconds without progress on a response before the request counts as failed.",
     )
+    min_send_rate: ByteSize = Field(
+        ByteSize(256 * 1024),
+        validation_alias=AliasChoices("STORAGE_MIN_SEND_RATE", "min_send_rate"),
+        description=(
+            "Bytes per second (accepts `256KiB`) below which one upload request counts as stalled: "
+            "a request of N bytes may take STORAGE_READ_TIMEOUT + N / this rate, then is retried."
+        ),
+    )
     upload_timeout: float | None = Field(
         None,
         validation_alias=AliasChoices("STORAGE_UPLOAD_TIMEOUT", "upload_timeout"),
@@ -495,6 +503,7 @@ class StorageSettings(_EnvSettings):
         _positive("STORAGE_MULTIPART_THRESHOLD", self.multipart_threshold)
         _positive("STORAGE_MAX_CONCURRENCY", self.max_concurrency)
         _positive("STORAGE_RETRY_ATTEMPTS", self.retry_attempts)
+        _positive("STORAGE_MIN_SEND_RATE", self.min_send_rate)
         if self.chunk_size < S3_MIN_PART:
             raise ConfigError(
                 f"STORAGE_CHUNK_SIZE={int(self.chunk_size)} is below S3's 5 MiB minimum part size; "
@@ -543,6 +552,8 @@ def settings_table() -> str:
             default = info.default
             if isinstance(default, int) and not isinstance(default, bool) and default >= MiB:
                 shown = f"{default // MiB} MiB"
+            elif isinstance(default, ByteSize):
+                shown = f"{default // 1024} KiB"
             elif default is None:
                 shown = "—"
             elif isinstance(default, Path):

@@ -48,6 +48,8 @@ def build_providers(settings: StorageSettings) -> list[Provider]:
         max_concurrency=settings.max_concurrency,
         retry=RetryPolicy(attempts=settings.retry_attempts, deadline=settings.retry_deadline),
         upload_timeout=settings.upload_timeout,
+        read_timeout=settings.read_timeout,
+        min_send_rate=int(settings.min_send_rate),
     )
     providers: list[Provider] = []
     for name in settings.providers:

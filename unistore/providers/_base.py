@@ -32,6 +32,7 @@ from .._multipart import (
     PartSizer,
     PutOptions,
     Transfer,
+    bounded,
     file_parts,
     read_range,
     run_parts,
@@ -236,7 +237,9 @@ class BaseProvider(ABC):
         if not data and not opts.allow_empty:
             raise _empty(key)
         info = await retry(
-            lambda: self._put_object(key, data, digest, opts), self.transfer.retry, f"upload of {key!r}"
+            lambda: bounded(self._put_object(key, data, digest, opts), self.transfer, len(data), self.name, key),
+            self.transfer.retry,
+            f"upload of {key!r}",
         )
         if progress is not None:
             progress(self.name, len(data), len(data))

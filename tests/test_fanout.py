@@ -9,6 +9,7 @@ import os
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ import unistore._storage as storage_module
 from tests.conftest import SMALL_TRANSFER
 from tests.faulty import FaultyProvider, forwarded_members
 from unistore import (
+    AlreadyExistsError,
     AuthenticationError,
     ConfigError,
     EmptySourceError,
@@ -342,3 +344,27 @@ async def test_switching_to_its_own_reader_midway_keeps_every_byte(tmp_path: Pat
     assert report.ok, report.errors
     for provider in storage.providers.values():
         assert await provider.download_bytes("rec.bin") == data
+
+
+class LostAnswer(MemoryProvider):
+    """The first put is stored, but its answer is lost on the way back (a reset)."""
+
+    lost = 0
+
+    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: Any) -> Any:
+        info = await super()._put_object(key, data, md5, opts)
+        if self.lost == 0:
+            self.lost += 1
+            raise TransientError("connection reset after the write", provider=self.name, code="Reset")
+        return info
+
+
+async def test_a_retried_conditional_create_recognises_its_own_first_write() -> None:
+    provider = LostAnswer(transfer=SMALL_TRANSFER)
+    info = await provider.upload_bytes(b"recording", "k", overwrite=False)
+    assert info.size == len(b"recording") and provider.lost == 1
+    other = LostAnswer(transfer=SMALL_TRANSFER)
+    await other.upload_bytes(b"someone else's", "k", overwrite=True)
+    other.lost = 0
+    with pytest.raises(AlreadyExistsError):
+        await other.upload_bytes(b"recording", "k", overwrite=False)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 
 from .. import _integrity
 from .._budget import BufferBudget, default_budget
-from .._errors import ConfigError, EmptySourceError, NotFoundError, SourceError, TransientError
+from .._errors import AlreadyExistsError, ConfigError, EmptySourceError, NotFoundError, SourceError, TransientError
 from .._keys import check_key
 from .._multipart import (
     DigestLookup,
@@ -236,11 +236,24 @@ class BaseProvider(ABC):
     ) -> ObjectInfo:
         if not data and not opts.allow_empty:
             raise _empty(key)
-        info = await retry(
-            lambda: bounded(self._put_object(key, data, digest, opts), self.transfer, len(data), self.name, key),
-            self.transfer.retry,
-            f"upload of {key!r}",
-        )
+        attempts = 0
+
+        async def attempt() -> ObjectInfo:
+            nonlocal attempts
+            attempts += 1
+            return await bounded(self._put_object(key, data, digest, opts), self.transfer, len(data), self.name, key)
+
+        try:
+            info = await retry(attempt, self.transfer.retry, f"upload of {key!r}")
+        except AlreadyExistsError:
+            # A conditional create retried after a lost answer finds its own first write: the
+            # object holding exactly our bytes is our upload, not somebody else's.
+            if attempts < 2:
+                raise
+            stored = await self.head(key)
+            if stored.checksum != "md5:" + digest.hex() or stored.size != len(data):
+                raise
+            info = stored
         if progress is not None:
             progress(self.name, len(data), len(data))
         return info

@@ -80,6 +80,13 @@ def _config_error(model: type[_EnvSettings], exc: ValidationError) -> ConfigErro
     return ConfigError("invalid storage configuration: " + "; ".join(lines), variables=names)
 
 
+def as_secret(value: str | SecretStr | None) -> SecretStr | None:
+    """A secret given as plain text (constructor arguments) wrapped like the settings hold it."""
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
 def _positive(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise ConfigError(f"{name} must be at least {minimum} (got {value})", variables=[name])

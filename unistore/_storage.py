@@ -10,11 +10,12 @@ all of them through bounded channels (`_tee.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -196,18 +197,12 @@ class Storage:
         `delete_local=True` removes the file only when every provider succeeded (whatever
         `require` says); otherwise the file is kept and the report says why.
         """
-        check_key(key)
-        check_metadata(metadata)
-        check_content_type(content_type)
+        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
             raise _empty(key, path)
         if content_type is None:
-            content_type = guess_content_type(path)
-        opts: dict[str, Any] = {
-            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
-            "allow_empty": allow_empty, "progress": progress,
-        }
+            opts["content_type"] = guess_content_type(path)
         providers = list(self._providers.values())
         if len(providers) == 1:
             only = providers[0]
@@ -232,12 +227,14 @@ class Storage:
         async def feed() -> None:
             offset = 0
             try:
-                while offset < size and tee.alive:
-                    length = min(chunk, size - offset)
-                    data, md5 = await asyncio.to_thread(read_range, path, offset, length)
-                    catch_up = functools.partial(_file_chunks, path, offset, size, chunk)
-                    offset += length
-                    await tee.feed(data, md5, lag_s=self.fanout_lag_s, catch_up=catch_up)
+                async with contextlib.aclosing(_file_chunks(path, 0, size, chunk)) as chunks:
+                    async for data, md5 in chunks:
+                        # a provider that falls behind reads on from here by itself
+                        catch_up = functools.partial(_file_chunks, path, offset, size, chunk)
+                        offset += len(data)
+                        await tee.feed(data, md5, lag_s=self.fanout_lag_s, catch_up=catch_up)
+                        if not tee.alive:
+                            break
             except BaseException as exc:
                 await tee.close(exc if isinstance(exc, Exception) else UploadAborted("cancelled"))
                 raise
@@ -278,16 +275,10 @@ class Storage:
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
     ) -> UploadReport:
-        check_key(key)
-        check_metadata(metadata)
-        check_content_type(content_type)
+        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
             raise _empty(key)
-        opts: dict[str, Any] = {
-            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
-            "allow_empty": allow_empty, "progress": progress,
-        }
         return await self._gather(
             key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in self._providers.values()}
         )
@@ -329,13 +320,7 @@ class Storage:
         Leaving the block normally completes every upload and sets `writer.report`; an
         exception in the block, or cancellation, aborts every upload: nothing becomes visible.
         """
-        check_key(key)
-        check_metadata(metadata)
-        check_content_type(content_type)
-        opts: dict[str, Any] = {
-            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
-            "allow_empty": allow_empty, "progress": progress,
-        }
+        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         return StorageWriter(self, key, opts)
 
     async def _delete_local(self, path: str | os.PathLike[str], report: UploadReport) -> None:
@@ -443,7 +428,26 @@ class StorageWriter:
             pass
 
 
-async def _file_chunks(path: str, offset: int, size: int, chunk: int) -> AsyncIterator[tuple[bytes, bytes]]:
+def _checked_options(
+    key: str,
+    content_type: str | None,
+    metadata: Mapping[str, str] | None,
+    overwrite: bool | None,
+    allow_empty: bool,
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """Refuse a bad key, metadata or content type before any provider starts, and gather the
+    options every provider's upload takes."""
+    check_key(key)
+    check_metadata(metadata)
+    check_content_type(content_type)
+    return {
+        "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
+        "allow_empty": allow_empty, "progress": progress,
+    }
+
+
+async def _file_chunks(path: str, offset: int, size: int, chunk: int) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """The rest of a file from `offset`, for a provider that fell behind a fan-out."""
     while offset < size:
         length = min(chunk, size - offset)

@@ -17,7 +17,7 @@ import re
 import stat
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -408,6 +408,44 @@ class BaseProvider(ABC):
             raise
         return info
 
+    async def _download_ranges(
+        self,
+        path: str | os.PathLike[str],
+        size: int,
+        step: int,
+        fetch: Callable[[int, int, int], Awaitable[None]],
+    ) -> None:
+        """The ranged download both cloud providers use: `fetch(fd, start, end)` writes bytes
+        [start, end) by offset into a temporary file beside `path`, `max_concurrency` ranges at
+        a time; the file is renamed into place when every range is in, removed on any failure."""
+        target = Path(path)
+        fd, tmp = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
+        )
+        ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
+        pending = iter(ranges)
+
+        async def worker() -> None:
+            for start, end in pending:
+                await fetch(fd, start, end)
+
+        count = min(max(1, self.transfer.max_concurrency), len(ranges))
+        tasks = [asyncio.create_task(worker()) for _ in range(count)]
+        try:
+            if tasks:
+                await asyncio.gather(*tasks)
+            os.close(fd)
+            fd = -1
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if fd >= 0:
+                os.close(fd)
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+
     async def exists(self, key: str) -> bool:
         try:
             await self.head(key)
@@ -461,6 +499,18 @@ async def _hash(data: bytes) -> bytes:
     if len(data) < 1024 * 1024:
         return _integrity.md5(data)
     return await asyncio.to_thread(_integrity.md5, data)
+
+
+def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+    """Write `buffers` at `offset`, however short the kernel's writes are."""
+    total = sum(len(b) for b in buffers)
+    written = os.pwritev(fd, buffers, offset)
+    if written < total:
+        rest = memoryview(b"".join(buffers))[written:]
+        while rest:
+            n = os.pwrite(fd, rest, offset + written)
+            written += n
+            rest = rest[n:]
 
 
 def _unlink_quietly(path: str) -> None:

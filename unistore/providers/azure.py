@@ -52,12 +52,10 @@ import io
 import logging
 import os
 import ssl
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import SecretStr
@@ -81,8 +79,8 @@ from .._keys import check_key
 from .._logging import redact
 from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
-from .._settings import AzureAuthMode, AzureSettings, StorageSettings
-from ._base import BaseProvider, _unlink_quietly
+from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
+from ._base import BaseProvider, pwrite_all
 from ._protocol import ObjectInfo
 
 if TYPE_CHECKING:
@@ -236,12 +234,6 @@ def _require(module: str, package: str) -> None:
         raise MissingDependencyError("azure", package)
 
 
-def _secret(value: str | SecretStr | None) -> SecretStr | None:
-    if value is None or isinstance(value, SecretStr):
-        return value
-    return SecretStr(value)
-
-
 def _code_of(exc: BaseException) -> str | None:
     code = getattr(exc, "error_code", None)
     if code is None:
@@ -292,8 +284,8 @@ class AzureBlobProvider(BaseProvider):
         self._settings = AzureSettings(
             container=container,
             account_name=account_name,
-            connection_string=_secret(connection_string),
-            account_key=_secret(account_key),
+            connection_string=as_secret(connection_string),
+            account_key=as_secret(account_key),
             account_url=account_url,
             client_id=client_id,
         )
@@ -735,32 +727,12 @@ class AzureBlobProvider(BaseProvider):
         written by offset in a worker thread into a temporary file beside `path`, which is
         renamed into place only when complete."""
         info = await self.head(key)
-        target = Path(path)
-        fd, tmp = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
-        ranges = iter([(o, min(DOWNLOAD_PART, info.size - o)) for o in range(0, info.size, DOWNLOAD_PART)])
 
-        async def worker() -> None:
-            for offset, length in ranges:
-                data = await self._get_range(key, offset, length, info.etag)
-                await asyncio.to_thread(_pwrite_all, fd, data, offset)
+        async def fetch(fd: int, start: int, end: int) -> None:
+            data = await self._get_range(key, start, end - start, info.etag)
+            await asyncio.to_thread(pwrite_all, fd, [data], start)
 
-        count = min(self.transfer.max_concurrency, -(-info.size // DOWNLOAD_PART))
-        workers = [asyncio.create_task(worker()) for _ in range(count)]
-        try:
-            await asyncio.gather(*workers)
-            await asyncio.to_thread(os.close, fd)
-            fd = -1
-            await asyncio.to_thread(os.replace, tmp, target)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            if fd >= 0:
-                os.close(fd)
-            await asyncio.to_thread(_unlink_quietly, tmp)
-            raise
+        await self._download_ranges(path, info.size, DOWNLOAD_PART, fetch)
         return info
 
     async def delete(self, key: str) -> None:
@@ -883,9 +855,3 @@ def _response_headers(_response: Any, _body: Any, headers: dict[str, Any]) -> di
     return {name.lower().removeprefix("x-ms-").replace("-", "_"): value for name, value in headers.items()}
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written

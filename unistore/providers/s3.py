@@ -44,11 +44,9 @@ import functools
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import SecretStr
@@ -72,8 +70,8 @@ from .._keys import check_key
 from .._logging import logger, redact
 from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
-from .._settings import AddressingStyle, check_bucket_name, check_service_url
-from ._base import BaseProvider
+from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
+from ._base import BaseProvider, pwrite_all
 from ._protocol import ObjectInfo
 
 if TYPE_CHECKING:
@@ -195,12 +193,6 @@ def _checksum_of(etag: str | None) -> str | None:
     return None
 
 
-def _secret(value: str | SecretStr | None) -> SecretStr | None:
-    if value is None or isinstance(value, SecretStr):
-        return value
-    return SecretStr(value)
-
-
 def _import_sdk() -> tuple[Any, Any]:
     """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
     try:
@@ -266,8 +258,8 @@ class S3Provider(BaseProvider):
         self.region = region
         self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
         self._access_key_id = access_key_id
-        self._secret_access_key = _secret(secret_access_key)
-        self._session_token = _secret(session_token)
+        self._secret_access_key = as_secret(secret_access_key)
+        self._session_token = as_secret(session_token)
         self.addressing_style: AddressingStyle = addressing_style or ("path" if endpoint_url else "auto")
         # With a custom endpoint, botocore's default checksums are off unless asked for.
         self.checksum_calculation: ChecksumMode | None = checksum_calculation or (
@@ -721,40 +713,16 @@ class S3Provider(BaseProvider):
         (`If-Match`), so an object replaced meanwhile fails the download instead of mixing
         versions; each range is retried on its own."""
         info = await self.head(key)
-        target = Path(path)
-        fd, tmp = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
-        )
-        tasks: list[asyncio.Task[None]] = []
-        try:
-            step = max(self.download_part_size, self.transfer.chunk_size)
-            step = max(step, math.ceil(info.size / 10_000))
-            ranges = [(start, min(start + step, info.size)) for start in range(0, info.size, step)]
-            pending = iter(ranges)
-            limit = max(1, self.transfer.max_concurrency)
+        step = max(self.download_part_size, self.transfer.chunk_size, math.ceil(info.size / 10_000))
 
-            async def worker() -> None:
-                for start, end in pending:
-                    await retry(
-                        functools.partial(self._fetch_range, fd, key, start, end, info.etag),
-                        self.transfer.retry,
-                        f"download of {key!r} bytes {start}-{end - 1}",
-                    )
+        async def fetch(fd: int, start: int, end: int) -> None:
+            await retry(
+                functools.partial(self._fetch_range, fd, key, start, end, info.etag),
+                self.transfer.retry,
+                f"download of {key!r} bytes {start}-{end - 1}",
+            )
 
-            tasks = [asyncio.create_task(worker()) for _ in range(min(limit, len(ranges)))]
-            if tasks:
-                await asyncio.gather(*tasks)
-            os.close(fd)
-            fd = -1
-            await asyncio.to_thread(os.replace, tmp, target)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if fd >= 0:
-                os.close(fd)
-            await asyncio.to_thread(_unlink_quietly, tmp)
-            raise
+        await self._download_ranges(path, info.size, step, fetch)
         return info
 
     async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
@@ -777,7 +745,7 @@ class S3Provider(BaseProvider):
                     batch.append(chunk)
                     held += len(chunk)
                 if held and (not chunk or held >= WRITE_BATCH or len(batch) >= 512):
-                    await asyncio.to_thread(_pwrite_all, fd, batch, offset)
+                    await asyncio.to_thread(pwrite_all, fd, batch, offset)
                     offset += held
                     batch, held = [], 0
                 if not chunk:
@@ -817,18 +785,3 @@ async def _read_up_to(body: Any, size: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
-    """Write `buffers` at `offset`, however short the kernel's writes are."""
-    total = sum(len(b) for b in buffers)
-    written = os.pwritev(fd, buffers, offset)
-    if written < total:
-        rest = b"".join(buffers)[written:]
-        while rest:
-            n = os.pwrite(fd, rest, offset + written)
-            written += n
-            rest = rest[n:]
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

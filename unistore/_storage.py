@@ -93,9 +93,11 @@ class Storage:
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> Storage:
         from ._budget import default_budget
+        from ._heap import set_freeze
         from .providers import build_providers
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
+        set_freeze(settings.gc_freeze)
         return cls(
             build_providers(settings),
             require=settings.require,

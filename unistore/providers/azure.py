@@ -23,9 +23,9 @@ Choices made here, and why (each departs from an SDK default):
   sets them (azure-core's transport default is 4 KiB).
 - **One client and one credential per provider**, made on first use under a lock and closed
   exactly once by `aclose()` (async credentials own an aiohttp session, #8990, #32309).
-- **Single puts are one Put Blob**, through the generated client's `block_blob.upload` with a
-  `BytesIO` body: `upload_blob()` would pass aiohttp raw bytes, which it writes in one piece and
-  warns about (a `ResourceWarning`) past 1 MiB. The MD5 computed during our single read goes as
+- **Single puts are one Put Blob**, through the generated client's `block_blob.upload`, with a
+  sliced body (`unistore._body`): `upload_blob()` would pass aiohttp raw bytes, which it writes in
+  one piece and warns about (a `ResourceWarning`) past 1 MiB. The MD5 computed during our single read goes as
   `Content-MD5` (the service rejects a body that does not match it) and as the blob's stored
   `x-ms-blob-content-md5`; the MD5 the service reports back is compared with ours.
 - **Blocks**: `stage_block` with our precomputed MD5 passed as `transactional_content_md5`
@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import functools
 import importlib.util
-import io
 import logging
 import os
 import ssl
@@ -60,7 +59,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import SecretStr
 
-from .. import _integrity
+from .. import _heap, _integrity
+from .._body import part_body
 from .._budget import BufferBudget
 from .._errors import (
     AlreadyExistsError,
@@ -430,6 +430,7 @@ class AzureBlobProvider(BaseProvider):
         self._credential = credential
         self._service = service
         self._container = service.get_container_client(self.container)
+        _heap.settle()
 
     async def aclose(self) -> None:
         """Close the client, the credential and the connection pool, once each."""
@@ -589,8 +590,7 @@ class AzureBlobProvider(BaseProvider):
 
     async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
         # The generated Put Blob call, not upload_blob(): upload_blob hands aiohttp raw bytes,
-        # which it writes in one piece (and warns about past 1 MiB); a BytesIO body is written
-        # in 64 KiB pieces that let the event loop breathe.
+        # which it writes in one piece (and warns about past 1 MiB); see `unistore._body`.
         from azure.core.exceptions import HttpResponseError
         from azure.storage.blob._generated.models import BlobHTTPHeaders, ModifiedAccessConditions
         from azure.storage.blob._shared.response_handlers import process_storage_error
@@ -600,7 +600,7 @@ class AzureBlobProvider(BaseProvider):
             try:
                 headers: dict[str, Any] = await blob._client.block_blob.upload(
                     content_length=len(data),
-                    body=io.BytesIO(data),
+                    body=part_body(data),
                     transactional_content_md5=md5,
                     blob_http_headers=BlobHTTPHeaders(blob_content_type=opts.content_type, blob_content_md5=md5),
                     # overwrite=False: If-None-Match: * makes the put a conditional create
@@ -625,7 +625,7 @@ class AzureBlobProvider(BaseProvider):
         blob = (await self._client()).get_blob_client(blocks.key)
         with self._map_errors(blocks.key, f"Put Block {number}"):
             headers: dict[str, Any] = await blob.stage_block(
-                block_id, io.BytesIO(data), length=len(data), transactional_content_md5=md5
+                block_id, part_body(data), length=len(data), transactional_content_md5=md5
             )
         stored = headers.get("content_md5")  # Azurite reports none: its answer leaves it unset
         _integrity.verify(self.name, blocks.key, f"block {number}", md5, bytes(stored) if stored else None)

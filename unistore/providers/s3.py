@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import SecretStr
 
-from .. import _integrity
+from .. import _heap, _integrity
+from .._body import part_body
 from .._budget import BufferBudget
 from .._errors import (
     AlreadyExistsError,
@@ -366,6 +367,7 @@ class S3Provider(BaseProvider):
                 await stack.aclose()
                 raise
             self._s3, self._stack, self._loop = client, stack, loop
+            _heap.settle()
             return client
 
     async def aclose(self) -> None:
@@ -496,7 +498,7 @@ class S3Provider(BaseProvider):
     async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
         client = await self._client()
         params: dict[str, Any] = {
-            "Bucket": self.bucket, "Key": key, "Body": data,
+            "Bucket": self.bucket, "Key": key, "Body": part_body(data),
             "ContentMD5": _integrity.b64(md5), "Metadata": opts.metadata,
         }
         if opts.content_type:
@@ -527,7 +529,7 @@ class S3Provider(BaseProvider):
         with self._map_errors(upload.key, "UploadPart"):
             response = await client.upload_part(
                 Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number,
-                Body=data, ContentMD5=_integrity.b64(md5),
+                Body=part_body(data), ContentMD5=_integrity.b64(md5),
             )
         etag = response.get("ETag")
         self._verify(upload.key, f"part {number}", md5, _strip_etag(etag))

@@ -1,0 +1,99 @@
+"""Request bodies (`unistore._body`) and the collector switch (`unistore._heap`)."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from unistore import _heap
+from unistore._body import SLICE, part_body
+
+
+class RecordingWriter:
+    """Stands in for aiohttp's StreamWriter: records what the payload hands it."""
+
+    def __init__(self) -> None:
+        self.pieces: list[memoryview] = []
+
+    async def write(self, chunk: Any) -> None:
+        self.pieces.append(chunk)
+
+
+async def test_body_is_written_in_slices_of_the_original_buffer() -> None:
+    data = os.urandom(3 * SLICE + 5)
+    writer = RecordingWriter()
+    await part_body(data).write(writer)
+    assert b"".join(writer.pieces) == data
+    assert max(len(p) for p in writer.pieces) <= SLICE
+    # zero copy: every piece is a view of the caller's bytes
+    assert all(isinstance(p, memoryview) and p.obj is data for p in writer.pieces)
+
+
+async def test_body_honours_a_shorter_content_length() -> None:
+    data = os.urandom(SLICE + 10)
+    writer = RecordingWriter()
+    await part_body(data).write_with_length(writer, SLICE + 1)
+    assert b"".join(writer.pieces) == data[: SLICE + 1]
+
+
+def test_body_looks_like_a_seekable_file_to_the_sdks() -> None:
+    data = b"0123456789"
+    body = part_body(data)
+    assert len(body) == 10 and body  # botocore sizes it with len(); an empty body would be falsy
+    assert body.read(4) == b"0123" and body.tell() == 4
+    assert body.seek(0, 2) == 10 and body.read() == b""
+    body.seek(2)
+    assert body.read() == data[2:]
+    assert part_body(b"") == b""
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[tuple[str, list[tuple[str | None, bytes]]]]:
+    received: list[tuple[str | None, bytes]] = []
+
+    async def put(request: web.Request) -> web.Response:
+        received.append((request.headers.get("Content-Length"), await request.read()))
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_put("/x", put)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/x", received
+    finally:
+        await runner.cleanup()
+
+
+async def test_body_goes_through_aiohttp_byte_exact(
+    echo_server: tuple[str, list[tuple[str | None, bytes]]],
+) -> None:
+    url, received = echo_server
+    data = os.urandom(8 * 1024 * 1024 + 3)
+    async with aiohttp.ClientSession() as session, session.put(url, data=part_body(data)) as response:
+        assert response.status == 200
+    # the server saw exactly the bytes, their length declared up front (no chunked framing)
+    [(length, body)] = received
+    assert length == str(len(data)) and body == data
+
+
+def test_settle_freezes_only_when_enabled() -> None:
+    try:
+        gc.unfreeze()
+        _heap.set_freeze(False)
+        _heap.settle()
+        assert gc.get_freeze_count() == 0
+        _heap.set_freeze(True)
+        _heap.settle()
+        assert gc.get_freeze_count() > 0
+    finally:
+        _heap.set_freeze(True)

@@ -416,11 +416,21 @@ async def test_requests_are_path_style_with_md5_and_no_default_checksums(make_s3
         headers = {k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
         sent.append((request.url, headers))
 
-    client.meta.events.register("before-send.s3", capture)
+    client.meta.events.register("before-send.s3", capture)  # botocore's requests
+    assert provider._put is not None
+    session = provider._put._session
+    real_put = session.put
+
+    def spy(url: Any, **kwargs: Any) -> Any:  # the signed body PUTs on the provider's own session
+        sent.append((str(url), {k.lower(): v for k, v in kwargs["headers"].items()}))
+        return real_put(url, **kwargs)
+
+    session.put = spy  # type: ignore[method-assign]
     await provider.upload_bytes(b"small", "cfg/small")
     await provider.upload_bytes(payload(T + 1), "cfg/multi")
     puts = [(url, h) for url, h in sent if "content-md5" in h]
     assert len(puts) == 3, "one PutObject and two UploadPart, each with Content-MD5"
+    assert len(sent) == 5, "plus CreateMultipartUpload and CompleteMultipartUpload through botocore"
     for url, headers in sent:
         assert url.startswith(f"{provider.endpoint_url}/{provider.bucket}/cfg/"), "path-style"
         assert not any(h.startswith("x-amz-checksum") or h == "x-amz-trailer" for h in headers)

@@ -81,6 +81,7 @@ from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from ._base import BaseProvider, pwrite_all
+from ._http import new_session
 from ._protocol import ObjectInfo
 
 if TYPE_CHECKING:
@@ -363,7 +364,6 @@ class AzureBlobProvider(BaseProvider):
             return self._container
 
     async def _connect(self) -> None:
-        import aiohttp
         from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.blob.aio import BlobServiceClient
 
@@ -371,16 +371,7 @@ class AzureBlobProvider(BaseProvider):
         if isinstance(self._verify, str):
             # One context for every request (azure-core would build one per request from a path).
             ssl_param = await asyncio.to_thread(ssl.create_default_context, cafile=self._verify)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size, ssl=ssl_param),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            trust_env=True,
-        )
-        # aiohttp >= 3.10 silently resends an idempotent request (PUT, GET, ...) once when its
-        # connection breaks: a retry layer under ours, invisible to the deadline and the logs.
-        if hasattr(session, "_retry_connection"):
-            session._retry_connection = False
+        session = new_session(self._pool_size, ssl_param)
         credential: AsyncTokenCredential | None = None
         try:
             transport = AioHttpTransport(

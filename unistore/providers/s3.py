@@ -44,15 +44,16 @@ import functools
 import math
 import os
 import re
+import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import SecretStr
 
 from .. import _heap, _integrity
-from .._body import part_body
 from .._budget import BufferBudget
 from .._errors import (
     AlreadyExistsError,
@@ -73,7 +74,9 @@ from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
 from ._base import BaseProvider, pwrite_all
+from ._http import new_session
 from ._protocol import ObjectInfo
+from ._s3_put import Credentials, SignedPut, Signer
 
 if TYPE_CHECKING:
     from .._settings import S3Settings, StorageSettings
@@ -288,7 +291,11 @@ class S3Provider(BaseProvider):
             f" at {self.endpoint_url}" if self.endpoint_url else "",
             "static credentials (AWS_ACCESS_KEY_ID)" if access_key_id else "the standard AWS credential chain",
         )
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._s3: Any = None
+        self._creds: Any = None
+        self._put: SignedPut | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -363,12 +370,59 @@ class S3Provider(BaseProvider):
                         session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
                     )
                     _no_expect_continue(client)
+                    self._creds = await session.get_credentials()
+                    self._put = await self._signed_put(client, stack)
             except BaseException:
                 await stack.aclose()
                 raise
             self._s3, self._stack, self._loop = client, stack, loop
             _heap.settle()
             return client
+
+    async def _signed_put(self, client: Any, stack: contextlib.AsyncExitStack) -> SignedPut:
+        """The body path (`_s3_put`): the bucket's URL as botocore resolves it (from a presigned
+        URL, built locally), and a session of our own, closed with the client."""
+        import aiohttp
+
+        probe = await client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": "k"}, ExpiresIn=60
+        )
+        url = urllib.parse.urlsplit(probe)
+        if not url.path.endswith("/k"):  # pragma: no cover - botocore always appends the key
+            raise UnistoreError(f"unexpected S3 URL layout from botocore for bucket {self.bucket!r}")
+        base = f"{url.scheme}://{url.netloc}{url.path[:-2]}"
+        ssl_param: bool | ssl.SSLContext = True
+        bundle = os.environ.get("AWS_CA_BUNDLE")
+        if url.scheme == "https" and bundle:
+            ssl_param = await asyncio.to_thread(ssl.create_default_context, cafile=bundle)
+        http = new_session(self.max_pool_connections, ssl_param)
+        stack.push_async_callback(http.close)
+        timeout = aiohttp.ClientTimeout(sock_connect=self._connect_timeout, sock_read=self._read_timeout)
+        return SignedPut(http, base, Signer(client.meta.region_name or self.region or "us-east-1"), timeout)
+
+    async def _frozen_credentials(self) -> Credentials:
+        from botocore.exceptions import NoCredentialsError
+
+        if self._creds is None:
+            raise NoCredentialsError()
+        frozen = await self._creds.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    async def _send_body(
+        self, key: str, op: str, data: bytes, headers: dict[str, str], *,
+        query: dict[str, str] | None = None, conditional: bool = False,
+    ) -> Mapping[str, str]:
+        """One PutObject / UploadPart through `_s3_put`; an error answer raises through the same
+        `_map_errors` as botocore's errors. Returns the response headers."""
+        from botocore.exceptions import ClientError
+
+        await self._client()
+        assert self._put is not None
+        with self._map_errors(key, op, conditional=conditional):
+            answer = await self._put.put(key, data, headers, await self._frozen_credentials(), query)
+            if answer.error is not None:
+                raise ClientError(answer.error, op)
+        return answer.headers
 
     async def aclose(self) -> None:
         """Close the client and its connections; idempotent. The provider may be used again
@@ -382,6 +436,7 @@ class S3Provider(BaseProvider):
 
     async def _close_client(self) -> None:
         stack, self._stack, self._s3, self._loop = self._stack, None, None, None
+        self._put = self._creds = None
         if stack is not None:
             await stack.aclose()
 
@@ -496,18 +551,14 @@ class S3Provider(BaseProvider):
             _integrity.verify(self.name, key, what, md5.hex(), etag)
 
     async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
-        client = await self._client()
-        params: dict[str, Any] = {
-            "Bucket": self.bucket, "Key": key, "Body": part_body(data),
-            "ContentMD5": _integrity.b64(md5), "Metadata": opts.metadata,
-        }
+        headers = {"content-md5": _integrity.b64(md5)}
+        headers.update({f"x-amz-meta-{name.lower()}": value for name, value in opts.metadata.items()})
         if opts.content_type:
-            params["ContentType"] = opts.content_type
+            headers["content-type"] = opts.content_type
         if not opts.overwrite:
-            params["IfNoneMatch"] = "*"
-        with self._map_errors(key, "PutObject", conditional=not opts.overwrite):
-            response = await client.put_object(**params)
-        etag = _strip_etag(response.get("ETag"))
+            headers["if-none-match"] = "*"
+        answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
+        etag = _strip_etag(answer.get("ETag"))
         self._verify(key, "upload", md5, etag)
         return ObjectInfo(
             key=key, size=len(data), etag=etag, content_type=opts.content_type,
@@ -525,13 +576,11 @@ class S3Provider(BaseProvider):
 
     async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any:
         upload: _Upload = handle
-        client = await self._client()
-        with self._map_errors(upload.key, "UploadPart"):
-            response = await client.upload_part(
-                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number,
-                Body=part_body(data), ContentMD5=_integrity.b64(md5),
-            )
-        etag = response.get("ETag")
+        answer = await self._send_body(
+            upload.key, "UploadPart", data, {"content-md5": _integrity.b64(md5)},
+            query={"partNumber": str(number), "uploadId": upload.upload_id},
+        )
+        etag = answer.get("ETag")
         self._verify(upload.key, f"part {number}", md5, _strip_etag(etag))
         return {"PartNumber": number, "ETag": etag}
 

@@ -143,9 +143,9 @@ async def test_large_file_is_read_once_for_all_providers(tmp_path: Path, monkeyp
     reads: list[int] = []
     original = multipart_module.read_range
 
-    def counting(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
+    def counting(path: str, offset: int, length: int, kind: Any = "md5") -> tuple[bytes, bytes]:
         reads.append(length)
-        return original(path, offset, length)
+        return original(path, offset, length, kind)
 
     monkeypatch.setattr(storage_module, "read_range", counting)
     providers = [memory("a"), memory("b"), LocalProvider(tmp_path / "root", transfer=SMALL_TRANSFER)]
@@ -304,6 +304,43 @@ async def test_fan_out_hashes_each_byte_once(tmp_path: Path, monkeypatch: pytest
             await writer.write(data[i : i + (1 << 20)])
     assert writer.report is not None and writer.report.ok
     assert sum(hashed) == len(data)
+
+
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [((("crc32", "md5"), ("crc32", "md5")), "crc32"), ((("crc32", "md5"), ("md5",)), "md5")],
+    ids=["all-take-crc32", "one-takes-md5-only"],
+)
+async def test_fan_out_hashes_once_with_the_kind_every_provider_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kinds: tuple[tuple[str, ...], ...], expected: str
+) -> None:
+    """S3 alone verifies the cheap CRC32; next to Azure (MD5 only), one MD5 pass serves both."""
+    import unistore._integrity as integrity
+
+    data = bytes(range(256)) * (4 * 4096 * 5)  # 20 MiB = 4 parts of 5 MiB
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    hashed: dict[str, int] = {"md5": 0, "crc32": 0}
+    for name in hashed:
+        original = getattr(integrity, name)
+
+        def counting(buffer: bytes | memoryview, _name: str = name, _original: Any = original) -> bytes:
+            if len(buffer) > 64:  # not the digests of digests that multipart checksums are made of
+                hashed[_name] += len(buffer)
+            return typing.cast(bytes, _original(buffer))
+
+        monkeypatch.setattr(integrity, name, counting)
+    providers = [memory("a"), memory("b")]
+    for provider, accepted in zip(providers, kinds, strict=True):
+        provider.digests = accepted  # type: ignore[assignment]
+    storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
+    assert storage.digest_kind == expected
+    report = await storage.upload_file(src, "big.bin")
+    assert report.ok
+    assert hashed == {"md5": 0, "crc32": 0, expected: len(data)}
+    for result in report.results.values():
+        assert result.info is not None and result.info.checksum
+        assert result.info.checksum.startswith(f"{expected}-parts:")
 
 
 async def test_file_fan_out_is_not_held_back_by_a_stalled_provider(tmp_path: Path) -> None:

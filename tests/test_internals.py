@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import random
+import zlib
 
 import pytest
 
-from unistore import AuthenticationError, TransientError
+from unistore import AuthenticationError, TransientError, _integrity
 from unistore._budget import BufferBudget
 from unistore._logging import redact
 from unistore._multipart import MiB, PartLimits, PartSizer
@@ -184,3 +187,26 @@ def test_redact() -> None:
     for secret in ("c2VjcmV0a2V5", "abc%2Fdef", "deadbeef", "AKIA%2F1"):
         assert secret not in out
     assert "AccountName=a" in out and "sv=2021" in out
+
+
+def test_common_digest_kind_of_a_fan_out() -> None:
+    s3: tuple[_integrity.Kind, ...] = ("crc32", "md5")
+    azure: tuple[_integrity.Kind, ...] = ("md5",)
+    assert _integrity.common_kind([s3]) == "crc32"
+    assert _integrity.common_kind([s3, s3]) == "crc32"
+    assert _integrity.common_kind([s3, azure]) == "md5", "Azure verifies MD5 only: one hash serves both"
+    assert _integrity.common_kind([azure, s3]) == "md5"
+    assert _integrity.common_kind([("md5",), ("crc32",)]) is None
+    assert _integrity.common_kind([]) is None
+
+
+def test_digest_kinds_and_their_labels() -> None:
+    data = b"recording"
+    assert _integrity.digest("md5", data) == hashlib.md5(data).digest()
+    assert _integrity.digest("crc32", data) == zlib.crc32(data).to_bytes(4, "big")
+    assert _integrity.label("crc32", _integrity.crc32(data)) == "crc32:" + format(zlib.crc32(data), "08x")
+    # S3's composite: CRC32 over the concatenated binary part CRC32s (matches what SeaweedFS reports)
+    part = base64.b64decode("RrqPHw==")
+    assert _integrity.composite_crc32([part]) == "ZuEqSg==-1"
+    assert _integrity.parts_label("crc32", [part]) == "crc32-parts:ZuEqSg==-1"
+    assert _integrity.parts_label("md5", [hashlib.md5(b"a").digest()]).endswith("-1")

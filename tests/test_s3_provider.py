@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -168,20 +169,57 @@ async def test_missing_bucket_is_container_not_found(
             await provider.upload_bytes(b"data", "k")
 
 
-async def test_a_corrupted_part_is_detected(make_s3_provider: Factory) -> None:
+@pytest.mark.parametrize("kind", ["crc32", "md5"])
+async def test_a_corrupted_part_is_detected(make_s3_provider: Factory, kind: _integrity.Kind) -> None:
     provider, k = make_s3_provider(), key()
-    handle = await provider._start_parts(k, opts())
+    handle = await provider._start_parts(k, dataclasses.replace(opts(), digest=kind))
     try:
         data = payload(T, 5)
         with pytest.raises(IntegrityError) as caught:
-            await provider._put_part(handle, 1, data, _integrity.md5(data + b"!"))
+            await provider._put_part(handle, 1, data, _integrity.digest(kind, data + b"!"))
         assert caught.value.code in ("BadDigest", "InvalidDigest", "DigestMismatch")
         assert caught.value.transient, "retried while the bytes are in hand"
     finally:
         await provider._abort_parts(handle, k)
-    # our own comparison with the ETag the service returns
+
+
+async def test_our_own_comparison_with_what_the_service_echoes(make_s3_provider: Factory) -> None:
+    provider = make_s3_provider()
+    sent, stored = b"sent", b"stored"
     with pytest.raises(IntegrityError, match="digest mismatch"):
-        provider._verify(k, "part 1", _integrity.md5(b"sent"), _integrity.md5(b"stored").hex())
+        provider._verify("k", "part 1", "md5", _integrity.md5(sent), {"ETag": f'"{_integrity.md5(stored).hex()}"'})
+    with pytest.raises(IntegrityError, match="digest mismatch"):
+        echoed = {"x-amz-checksum-crc32": _integrity.b64(_integrity.crc32(stored))}
+        provider._verify("k", "part 1", "crc32", _integrity.crc32(sent), echoed)
+    # a server that ignores x-amz-checksum-crc32 echoes nothing: unverifiable, and the fix is named
+    with pytest.raises(IntegrityError, match="AWS_S3_CHECKSUM=md5") as caught:
+        provider._verify("k", "upload", "crc32", _integrity.crc32(sent), {"ETag": '"abc"'})
+    assert caught.value.code == "ChecksumNotEchoed"
+    good = {"x-amz-checksum-crc32": _integrity.b64(_integrity.crc32(sent))}
+    provider._verify("k", "part 1", "crc32", _integrity.crc32(sent), good)
+
+
+async def test_md5_mode_for_servers_without_flexible_checksums(make_s3_provider: Factory) -> None:
+    provider = make_s3_provider(checksum="md5")
+    assert provider.digests == ("md5",)
+    small, big = payload(1000, 1), payload(T + 7, 2)
+    a = await provider.upload_bytes(small, key())
+    b = await provider.upload_bytes(big, key())
+    assert a.checksum == "md5:" + _integrity.md5(small).hex()
+    assert b.checksum and b.checksum.startswith("md5-parts:") and b.checksum.endswith("-2")
+
+
+async def test_crc32_is_the_default_and_what_head_reports(make_s3_provider: Factory) -> None:
+    provider = make_s3_provider()
+    assert provider.digests == ("crc32", "md5")
+    small, big = payload(1000, 3), payload(T + 7, 4)
+    ks, kb = key(), key()
+    a = await provider.upload_bytes(small, ks)
+    b = await provider.upload_bytes(big, kb)
+    assert a.checksum == "crc32:" + _integrity.crc32(small).hex()
+    parts = [_integrity.crc32(big[:T]), _integrity.crc32(big[T:])]
+    assert b.checksum == "crc32-parts:" + _integrity.composite_crc32(parts)
+    assert (await provider.head(ks)).checksum == a.checksum, "the CRC32 the service stored"
 
 
 async def test_bytes_corrupted_in_transit_are_refused_then_retried(
@@ -234,7 +272,7 @@ async def test_download_file_of_a_multipart_object(make_s3_provider: Factory, tm
     provider.download_part_size = 1  # ranges of transfer.chunk_size (5 MiB): 4 ranges in parallel
     data = payload(int(3.5 * T) + 123, 4)
     info = await provider.upload_bytes(data, k)
-    assert info.checksum and info.checksum.startswith("md5-parts:")
+    assert info.checksum and info.checksum.startswith("crc32-parts:")
     target = tmp_path / "copy.bin"
     got = await provider.download_file(k, target)
     assert got.size == len(data)
@@ -407,8 +445,11 @@ def test_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert secret not in repr(provider) and secret not in str(vars(provider))
 
 
-async def test_requests_are_path_style_with_md5_and_no_default_checksums(make_s3_provider: Factory) -> None:
-    provider = make_s3_provider()
+@pytest.mark.parametrize("kind", ["crc32", "md5"])
+async def test_requests_are_path_style_with_one_checksum_and_no_default_checksums(
+    make_s3_provider: Factory, kind: str
+) -> None:
+    provider = make_s3_provider(checksum=kind)
     sent: list[tuple[str, dict[str, str]]] = []
     client = await provider._client()
 
@@ -428,12 +469,17 @@ async def test_requests_are_path_style_with_md5_and_no_default_checksums(make_s3
     session.put = spy  # type: ignore[method-assign]
     await provider.upload_bytes(b"small", "cfg/small")
     await provider.upload_bytes(payload(T + 1), "cfg/multi")
-    puts = [(url, h) for url, h in sent if "content-md5" in h]
-    assert len(puts) == 3, "one PutObject and two UploadPart, each with Content-MD5"
+    header = "x-amz-checksum-crc32" if kind == "crc32" else "content-md5"
+    other = "content-md5" if kind == "crc32" else "x-amz-checksum-crc32"
+    bodies = [h for _, h in sent if header in h]
+    assert len(bodies) == 3, f"one PutObject and two UploadPart, each with {header}"
+    assert not any(other in h for _, h in sent), "one digest per request, not two"
     assert len(sent) == 5, "plus CreateMultipartUpload and CompleteMultipartUpload through botocore"
     for url, headers in sent:
         assert url.startswith(f"{provider.endpoint_url}/{provider.bucket}/cfg/"), "path-style"
-        assert not any(h.startswith("x-amz-checksum") or h == "x-amz-trailer" for h in headers)
+        declared = (header, "x-amz-checksum-algorithm")
+        defaults = [h for h in headers if h.startswith("x-amz-checksum") and h not in declared]
+        assert not defaults and "x-amz-trailer" not in headers, "no botocore default checksums"
         assert "aws-chunked" not in headers.get("content-encoding", "")
         assert headers.get("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
 

@@ -75,10 +75,10 @@ class PartBackend(Protocol):
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any: ...
 
-    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any: ...
+    async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any: ...
 
     async def _complete_parts(
-        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+        self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo: ...
 
     async def _abort_parts(self, handle: Any, key: str) -> None: ...
@@ -90,6 +90,8 @@ class PutOptions:
     metadata: dict[str, str]
     overwrite: bool
     allow_empty: bool
+    digest: _integrity.Kind = "md5"
+    """The digest every put and part of this upload carries (see `unistore._integrity`)."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,9 @@ async def run_parts(
 ) -> ObjectInfo:
     """Drive one multipart upload.
 
-    `parts` yields `(size, load)` pairs in order; `load()` returns the part's bytes and MD5
-    (a file part is read by offset in a worker thread; a stream part is already in memory).
+    `parts` yields `(size, load)` pairs in order; `load()` returns the part's bytes and digest
+    (of kind `opts.digest`; a file part is read by offset in a worker thread, a stream part is
+    already in memory).
     Budget for a part is taken before `load()` runs and given back once the part is stored.
     """
     # The start runs in its own task: cancelled while its request is in flight, the service may
@@ -159,7 +162,7 @@ async def run_parts(
         await _abort(backend, None, key, transfer, started=starting)
         raise
     tokens: dict[int, Any] = {}
-    md5s: dict[int, bytes] = {}
+    digests: dict[int, bytes] = {}
     in_flight: set[asyncio.Task[None]] = set()
     done = 0
 
@@ -171,7 +174,7 @@ async def run_parts(
             transfer.retry,
             f"part {number} of {key!r}",
         )
-        md5s[number] = digest
+        digests[number] = digest
         done += len(data)
         if progress is not None:
             progress(backend.name, done, total)
@@ -207,9 +210,9 @@ async def run_parts(
         if len(tokens) != count:  # pragma: no cover - defensive: never complete a partial list
             raise UnistoreError(f"internal error: {len(tokens)} of {count} parts stored")
         ordered = [tokens[i] for i in range(1, count + 1)]
-        digests = [md5s[i] for i in range(1, count + 1)]
+        in_order = [digests[i] for i in range(1, count + 1)]
         return await retry(
-            lambda: backend._complete_parts(handle, key, ordered, digests, done, opts),
+            lambda: backend._complete_parts(handle, key, ordered, in_order, done, opts),
             transfer.retry,
             f"complete upload of {key!r}",
         )
@@ -279,33 +282,35 @@ _background: set[asyncio.Future[None]] = set()
 
 
 def file_parts(
-    path: str | os.PathLike[str], size: int, sizer: PartSizer
+    path: str | os.PathLike[str], size: int, sizer: PartSizer, kind: _integrity.Kind = "md5"
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     """Parts of a file read by offset (pread) in worker threads, each read once and hashed there."""
-    return _file_parts(os.fspath(path), size, sizer)
+    return _file_parts(os.fspath(path), size, sizer, kind)
 
 
 async def _file_parts(
-    path: str, size: int, sizer: PartSizer
+    path: str, size: int, sizer: PartSizer, kind: _integrity.Kind
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     offset = 0
     number = 1
     while offset < size:
         length = min(sizer.size(number), size - offset)
-        yield length, _file_loader(path, offset, length)
+        yield length, _file_loader(path, offset, length, kind)
         offset += length
         number += 1
 
 
-def _file_loader(path: str, offset: int, length: int) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
+def _file_loader(
+    path: str, offset: int, length: int, kind: _integrity.Kind
+) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
     async def load() -> tuple[bytes, bytes]:
-        return await asyncio.to_thread(read_range, path, offset, length)
+        return await asyncio.to_thread(read_range, path, offset, length, kind)
 
     return load
 
 
-def read_range(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
-    """Read `length` bytes at `offset` and hash them, in the calling (worker) thread."""
+def read_range(path: str, offset: int, length: int, kind: _integrity.Kind = "md5") -> tuple[bytes, bytes]:
+    """Read `length` bytes at `offset` and hash them (`kind`), in the calling (worker) thread."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -322,7 +327,7 @@ def read_range(path: str, offset: int, length: int) -> tuple[bytes, bytes]:
             f"{path!r} shrank while it was being uploaded ({len(data)} of {length} bytes at "
             f"offset {offset}): upload files only once the recorder has closed them"
         )
-    return data, _integrity.md5(data)
+    return data, _integrity.digest(kind, data)
 
 
 DigestLookup = Callable[[bytes], "bytes | None"]
@@ -333,11 +338,13 @@ def stream_parts(
     chunks: AsyncIterator[bytes] | None,
     sizer: PartSizer,
     digest: DigestLookup | None = None,
+    kind: _integrity.Kind = "md5",
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     """Parts cut from a stream of chunks of any size; a chunk that is exactly one part is
-    passed on without a copy, with its MD5 when the source already knows it (`digest`,
-    asked right after each chunk arrives: a fan-out hashes each chunk once for everyone)."""
-    return _stream_parts(prefix, chunks, sizer, digest)
+    passed on without a copy, with its digest (of `kind`) when the source already knows it
+    (`digest`, asked right after each chunk arrives: a fan-out hashes each chunk once for
+    everyone)."""
+    return _stream_parts(prefix, chunks, sizer, digest, kind)
 
 
 async def _stream_parts(
@@ -345,6 +352,7 @@ async def _stream_parts(
     chunks: AsyncIterator[bytes] | None,
     sizer: PartSizer,
     digest: DigestLookup | None,
+    kind: _integrity.Kind,
 ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
     number = 1
     want = sizer.size(number)
@@ -363,7 +371,7 @@ async def _stream_parts(
         if not chunk:
             continue
         if not pending and len(chunk) == want:
-            yield want, _memory_loader(chunk, known)
+            yield want, _memory_loader(chunk, kind, known)
             number += 1
             want = sizer.size(number)
             continue
@@ -374,19 +382,21 @@ async def _stream_parts(
             have += len(take)
             view = view[len(take) :]
             if have == want:
-                yield want, _memory_loader(b"".join(pending))
+                yield want, _memory_loader(b"".join(pending), kind)
                 pending = []
                 have = 0
                 number += 1
                 want = sizer.size(number)
     if pending:
-        yield have, _memory_loader(b"".join(pending))
+        yield have, _memory_loader(b"".join(pending), kind)
 
 
-def _memory_loader(data: bytes, known: bytes | None = None) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
+def _memory_loader(
+    data: bytes, kind: _integrity.Kind, known: bytes | None = None
+) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
     async def load() -> tuple[bytes, bytes]:
         if known is not None:
             return data, known
-        return data, await asyncio.to_thread(_integrity.md5, data)
+        return data, await asyncio.to_thread(_integrity.digest, kind, data)
 
     return load

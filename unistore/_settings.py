@@ -211,6 +211,20 @@ class S3Settings(_EnvSettings):
             "endpoint (S3-compatible servers mishandle the aws-chunked trailers), else botocore's."
         ),
     )
+    checksum: Literal["crc32", "md5"] = Field(
+        "crc32",
+        validation_alias=AliasChoices("AWS_S3_CHECKSUM", "checksum"),
+        description=(
+            "Digest each put and part carries and the service verifies and echoes: `crc32` "
+            "(`x-amz-checksum-crc32`, 5x cheaper to compute) or `md5` (`Content-MD5`, for servers "
+            "without flexible checksums). A fan-out with Azure uses MD5 for both."
+        ),
+    )
+
+    @field_validator("checksum", mode="before")
+    @classmethod
+    def _lower_checksum(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> S3Settings:

@@ -146,6 +146,15 @@ class Storage:
             if isinstance(result, BaseException):
                 logger.warning("closing %s failed: %s", provider.name, log.redact(str(result)))
 
+    @property
+    def digest_kind(self) -> _integrity.Kind:
+        """The digest a fan-out computes once per chunk for every provider: one they all accept
+        (`_integrity.common_kind`). A provider that accepts none of it hashes for itself; one
+        that declares nothing (a custom `Provider`) is assumed to take MD5."""
+        default: tuple[_integrity.Kind, ...] = ("md5",)
+        accepted: list[Sequence[_integrity.Kind]] = [getattr(p, "digests", default) for p in self._providers.values()]
+        return _integrity.common_kind(accepted) or "md5"
+
     def __repr__(self) -> str:
         return f"<Storage providers={list(self._providers)} require={self.require!r}>"
 
@@ -224,17 +233,18 @@ class Storage:
         self, path: str, key: str, size: int, opts: dict[str, Any]
     ) -> UploadReport:
         chunk = PartSizer(self.chunk_size, PartLimits(), size).size(1)
-        tee = Tee(list(self._providers), FANOUT_DEPTH)
+        kind = self.digest_kind
+        tee = Tee(list(self._providers), FANOUT_DEPTH, kind)
 
         async def feed() -> None:
             offset = 0
             try:
-                async with contextlib.aclosing(_file_chunks(path, 0, size, chunk)) as chunks:
-                    async for data, md5 in chunks:
+                async with contextlib.aclosing(_file_chunks(path, 0, size, chunk, kind)) as chunks:
+                    async for data, digest in chunks:
                         # a provider that falls behind reads on from here by itself
-                        catch_up = functools.partial(_file_chunks, path, offset, size, chunk)
+                        catch_up = functools.partial(_file_chunks, path, offset, size, chunk, kind)
                         offset += len(data)
-                        await tee.feed(data, md5, lag_s=self.fanout_lag_s, catch_up=catch_up)
+                        await tee.feed(data, digest, lag_s=self.fanout_lag_s, catch_up=catch_up)
                         if not tee.alive:
                             break
             except BaseException as exc:
@@ -357,7 +367,7 @@ class StorageWriter:
     async def __aenter__(self) -> Self:
         if self._tee is not None:
             raise RuntimeError("a StorageWriter can be entered only once")
-        self._tee = Tee(list(self._storage._providers), FANOUT_DEPTH)
+        self._tee = Tee(list(self._storage._providers), FANOUT_DEPTH, self._storage.digest_kind)
         starts = self._storage._stream_starts(self._tee, self.key, self._opts, None)
         self._gathering = asyncio.ensure_future(self._storage._gather(self.key, starts))
         return self
@@ -386,10 +396,10 @@ class StorageWriter:
         and hashing run in a worker thread: multi-MiB copies on the loop stall it for tens of ms."""
         assert self._tee is not None
         chunks, self._pending, self._pending_bytes = self._pending, [], 0
-        part, md5, rest = await asyncio.to_thread(_cut_part, chunks, size)
+        part, digest, rest = await asyncio.to_thread(_cut_part, chunks, size, self._tee.digest_kind)
         if rest:
             self._pending, self._pending_bytes = [rest], len(rest)
-        if await self._tee.feed(part, md5) == 0 and not self._tee.alive:
+        if await self._tee.feed(part, digest) == 0 and not self._tee.alive:
             report = await self._finish(None)
             raise FanOutError(report.errors, report)
 
@@ -449,23 +459,26 @@ def _checked_options(
     }
 
 
-async def _file_chunks(path: str, offset: int, size: int, chunk: int) -> AsyncGenerator[tuple[bytes, bytes], None]:
-    """The rest of a file from `offset`, for a provider that fell behind a fan-out."""
+async def _file_chunks(
+    path: str, offset: int, size: int, chunk: int, kind: _integrity.Kind
+) -> AsyncGenerator[tuple[bytes, bytes], None]:
+    """A file from `offset` in chunks with their digests: the fan-out's one read, and the rest
+    of it for a provider that fell behind."""
     while offset < size:
         length = min(chunk, size - offset)
-        data, md5 = await asyncio.to_thread(read_range, path, offset, length)
+        data, digest = await asyncio.to_thread(read_range, path, offset, length, kind)
         offset += length
-        yield data, md5
+        yield data, digest
 
 
-def _cut_part(chunks: list[bytes], size: int) -> tuple[bytes, bytes, bytes]:
-    """The first `size` bytes of `chunks` as one part, its MD5, and what is left over."""
+def _cut_part(chunks: list[bytes], size: int, kind: _integrity.Kind) -> tuple[bytes, bytes, bytes]:
+    """The first `size` bytes of `chunks` as one part, its digest, and what is left over."""
     joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(joined) == size:
         part, rest = joined, b""
     else:
         part, rest = joined[:size], joined[size:]
-    return part, _integrity.md5(part), rest
+    return part, _integrity.digest(kind, part), rest
 
 
 def _bound(

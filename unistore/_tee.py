@@ -17,8 +17,10 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+from ._integrity import Kind
+
 CatchUp = Callable[[], AsyncIterator[tuple[bytes, bytes]]]
-"""Reads the rest of a re-readable source, from a fixed offset, as (chunk, md5) pairs."""
+"""Reads the rest of a re-readable source, from a fixed offset, as (chunk, digest) pairs."""
 
 
 class UploadAborted(Exception):
@@ -29,13 +31,15 @@ class UploadAborted(Exception):
 class Channel:
     """A bounded single-consumer queue of chunks that ends with EOF or an error.
 
-    `digest(chunk)` returns the MD5 the feeder computed for a chunk this channel has just
+    `digest(chunk)` returns the digest (of `digest_kind`) the feeder computed for a chunk this channel has just
     yielded (valid until the consumer asks for the next chunk), so that N providers hash
     each chunk once between them instead of N times.
     """
 
-    def __init__(self, depth: int, digests: _Digests | None = None) -> None:
+    def __init__(self, depth: int, digests: _Digests | None = None, digest_kind: Kind = "md5") -> None:
         self._digests = digests if digests is not None else _Digests()
+        self.digest_kind = digest_kind
+        """The kind of every digest `digest()` returns (`unistore._integrity`)."""
         self._last: bytes | None = None
         self._items: deque[bytes] = deque()
         self._depth = depth
@@ -175,9 +179,10 @@ class _Digests:
 class Tee:
     """Feeds chunks to several channels; each `put` waits for every attached consumer."""
 
-    def __init__(self, names: list[str], depth: int) -> None:
+    def __init__(self, names: list[str], depth: int, digest_kind: Kind = "md5") -> None:
         self.digests = _Digests()
-        self.channels = {name: Channel(depth, self.digests) for name in names}
+        self.digest_kind = digest_kind
+        self.channels = {name: Channel(depth, self.digests, digest_kind) for name in names}
 
     @property
     def alive(self) -> list[str]:

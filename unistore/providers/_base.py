@@ -18,6 +18,7 @@ import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -123,6 +124,9 @@ class BaseProvider(ABC):
     label: ClassVar[str] = "storage"
     """Operator-facing name used in the INFO log lines ("AWS S3", "Azure Blob Storage")."""
     limits: ClassVar[PartLimits] = PartLimits()
+    digests: tuple[_integrity.Kind, ...] = ("md5",)
+    """Digest kinds this provider can have the service verify, most preferred first; an upload
+    uses the first, or, in a fan-out, the one every provider accepts (`_integrity.common_kind`)."""
 
     def __init__(
         self,
@@ -155,18 +159,19 @@ class BaseProvider(ABC):
     # -- primitives a provider supplies --------------------------------------------------
 
     @abstractmethod
-    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
-        """One request that stores `data` whole, conditional on absence unless `opts.overwrite`."""
+    async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
+        """One request that stores `data` whole, conditional on absence unless `opts.overwrite`;
+        `digest` is of kind `opts.digest`."""
 
     @abstractmethod
     async def _start_parts(self, key: str, opts: PutOptions) -> Any: ...
 
     @abstractmethod
-    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any: ...
+    async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any: ...
 
     @abstractmethod
     async def _complete_parts(
-        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+        self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo: ...
 
     @abstractmethod
@@ -206,6 +211,7 @@ class BaseProvider(ABC):
             metadata=check_metadata(metadata),
             overwrite=self.overwrite if overwrite is None else overwrite,
             allow_empty=allow_empty,
+            digest=self.digests[0],
         )
 
     async def _deadline(self, key: str, coro: Any) -> ObjectInfo:
@@ -251,7 +257,7 @@ class BaseProvider(ABC):
             if attempts < 2:
                 raise
             stored = await self.head(key)
-            if stored.checksum != "md5:" + digest.hex() or stored.size != len(data):
+            if stored.checksum != _integrity.label(opts.digest, digest) or stored.size != len(data):
                 raise
             info = stored
         if progress is not None:
@@ -283,13 +289,13 @@ class BaseProvider(ABC):
         if size <= self.transfer.threshold:
             await self.budget.acquire(size)
             try:
-                data, digest = await asyncio.to_thread(read_range, path, 0, size)
+                data, digest = await asyncio.to_thread(read_range, path, 0, size, opts.digest)
                 return await self._put_small(key, data, digest, opts, progress)
             finally:
                 self.budget.release(size)
         sizer = PartSizer(self.transfer.chunk_size, self.limits, size)
         return await run_parts(
-            self, key, opts, file_parts(path, size, sizer),
+            self, key, opts, file_parts(path, size, sizer, opts.digest),
             transfer=self.transfer, budget=self.budget, total=size, progress=progress,
         )
 
@@ -309,13 +315,13 @@ class BaseProvider(ABC):
         if not data and not allow_empty:
             raise _empty(key)
         if len(data) <= self.transfer.threshold:
-            digest = await _hash(data)
+            digest = await _hash(opts.digest, data)
             return await self._deadline(key, self._put_small(key, data, digest, opts, progress))
         sizer = PartSizer(self.transfer.chunk_size, self.limits, len(data))
         return await self._deadline(
             key,
             run_parts(
-                self, key, opts, stream_parts([(data, None)], None, sizer),
+                self, key, opts, stream_parts([(data, None)], None, sizer, kind=opts.digest),
                 transfer=self.transfer, budget=self.budget, total=len(data), progress=progress,
             ),
         )
@@ -345,9 +351,14 @@ class BaseProvider(ABC):
     ) -> ObjectInfo:
         threshold = self.transfer.threshold
         iterator = _source_time_excluded(aiter(chunks))
-        # a fan-out channel knows each chunk's MD5 (hashed once for every provider)
+        # a fan-out channel knows each chunk's digest (hashed once for every provider), of a kind
+        # every provider of the fan-out accepts
         lookup = getattr(chunks, "digest", None)
-        digest: DigestLookup | None = lookup if callable(lookup) else None
+        kind = getattr(chunks, "digest_kind", None)
+        digest: DigestLookup | None = None
+        if callable(lookup) and kind in self.digests:
+            digest = lookup
+            opts = replace(opts, digest=kind)
         prefix: list[tuple[bytes, bytes | None]] = []
         buffered = 0
         exhausted = False
@@ -366,15 +377,15 @@ class BaseProvider(ABC):
                     buffered += len(chunk)
         if exhausted:
             if len(prefix) == 1 and prefix[0][1] is not None:
-                data, md5 = prefix[0][0], prefix[0][1]
+                data, known = prefix[0][0], prefix[0][1]
             else:
                 data = b"".join(c for c, _ in prefix)
-                md5 = await _hash(data)
+                known = await _hash(opts.digest, data)
             del prefix
-            return await self._put_small(key, data, md5, opts, progress)
+            return await self._put_small(key, data, known, opts, progress)
         sizer = PartSizer(self.transfer.chunk_size, self.limits, size_hint)
         return await run_parts(
-            self, key, opts, stream_parts(prefix, iterator, sizer, digest),
+            self, key, opts, stream_parts(prefix, iterator, sizer, digest, opts.digest),
             transfer=self.transfer, budget=self.budget, total=size_hint, progress=progress,
         )
 
@@ -494,11 +505,11 @@ def _empty(key: str, path: str | os.PathLike[str] | None = None) -> EmptySourceE
     )
 
 
-async def _hash(data: bytes) -> bytes:
+async def _hash(kind: _integrity.Kind, data: bytes) -> bytes:
     # small buffers hash faster inline than a thread hop costs
     if len(data) < 1024 * 1024:
-        return _integrity.md5(data)
-    return await asyncio.to_thread(_integrity.md5, data)
+        return _integrity.digest(kind, data)
+    return await asyncio.to_thread(_integrity.digest, kind, data)
 
 
 def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:

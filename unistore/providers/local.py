@@ -107,8 +107,8 @@ class LocalProvider(BaseProvider):
         finally:
             staged.unlink(missing_ok=True)
 
-    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
-        return await asyncio.to_thread(self._write_object, key, data, opts, "md5:" + md5.hex())
+    async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
+        return await asyncio.to_thread(self._write_object, key, data, opts, _integrity.label(opts.digest, digest))
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
         self.path_for(key)
@@ -116,7 +116,7 @@ class LocalProvider(BaseProvider):
         await asyncio.to_thread(staged.mkdir)
         return staged
 
-    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any:
+    async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any:
         def write() -> Path:
             part = Path(handle) / f"{number:06d}"
             with open(part, "wb") as out:
@@ -126,7 +126,7 @@ class LocalProvider(BaseProvider):
         return await asyncio.to_thread(write)
 
     async def _complete_parts(
-        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+        self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo:
         def assemble() -> ObjectInfo:
             staged = self._new_staged()
@@ -138,7 +138,7 @@ class LocalProvider(BaseProvider):
                     out.flush()
                     os.fsync(out.fileno())
                 shutil.rmtree(handle, ignore_errors=True)
-                checksum = "md5-parts:" + _integrity.multipart_etag(list(md5s))
+                checksum = _integrity.parts_label(opts.digest, digests)
                 return self._publish(staged, key, opts, checksum)
             finally:
                 # a cancelled upload's abort may remove the parts while this thread still

@@ -63,24 +63,24 @@ class MemoryProvider(BaseProvider):
         self.objects[key] = (data, info)
         return info
 
-    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
-        return self._store(key, data, opts, "md5:" + md5.hex())
+    async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
+        return self._store(key, data, opts, _integrity.label(opts.digest, digest))
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
         upload_id = next(self._ids)
         self.uploads[upload_id] = _Upload(key, opts)
         return upload_id
 
-    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any:
+    async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any:
         self.uploads[handle].parts[number] = data
         return number
 
     async def _complete_parts(
-        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+        self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo:
         upload = self.uploads[handle]
         data = b"".join(upload.parts[n] for n in parts)
-        info = self._store(key, data, opts, "md5-parts:" + _integrity.multipart_etag(list(md5s)))
+        info = self._store(key, data, opts, _integrity.parts_label(opts.digest, digests))
         del self.uploads[handle]
         return info
 

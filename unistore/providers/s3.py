@@ -38,6 +38,8 @@ the same `unistore._retry` policy.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import functools
@@ -197,6 +199,19 @@ def _checksum_of(etag: str | None) -> str | None:
     return None
 
 
+def _crc32_of(value: str | None) -> str | None:
+    """What an object's stored CRC32 (HeadObject with ChecksumMode) vouches for, as the upload
+    reported it: `crc32:<hex>`, or `crc32-parts:<base64>-<n>` for S3's composite of the parts."""
+    if not value:
+        return None
+    if "-" in value:
+        return "crc32-parts:" + value
+    try:
+        return "crc32:" + base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _import_sdk() -> tuple[Any, Any]:
     """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
     try:
@@ -213,6 +228,7 @@ class _Upload:
 
     key: str
     upload_id: str
+    kind: _integrity.Kind = "md5"
 
 
 class S3Provider(BaseProvider):
@@ -238,6 +254,7 @@ class S3Provider(BaseProvider):
         session_token: str | SecretStr | None = None,
         addressing_style: AddressingStyle | None = None,
         checksum_calculation: ChecksumMode | None = None,
+        checksum: Literal["crc32", "md5"] = "crc32",
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_pool_connections: int | None = None,
@@ -291,6 +308,10 @@ class S3Provider(BaseProvider):
             f" at {self.endpoint_url}" if self.endpoint_url else "",
             "static credentials (AWS_ACCESS_KEY_ID)" if access_key_id else "the standard AWS credential chain",
         )
+        if checksum not in ("crc32", "md5"):
+            raise ConfigError(f"AWS_S3_CHECKSUM must be crc32 or md5, not {checksum!r}", variables=["AWS_S3_CHECKSUM"])
+        self.checksum = checksum
+        self.digests = ("crc32", "md5") if checksum == "crc32" else ("md5",)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._s3: Any = None
@@ -326,6 +347,7 @@ class S3Provider(BaseProvider):
             session_token=s3.session_token,
             addressing_style=s3.addressing_style,
             checksum_calculation=s3.checksum_calculation,
+            checksum=s3.checksum,
             transfer=transfer,
             **extra,
         )
@@ -544,25 +566,42 @@ class S3Provider(BaseProvider):
 
     # -- uploads -------------------------------------------------------------------------
 
-    def _verify(self, key: str, what: str, md5: bytes, etag: str | None) -> None:
-        """Compare our MD5 with the ETag S3 returned (when the ETag is an MD5; under SSE-KMS
-        it is not, and then S3's own Content-MD5 check is what vouches for the bytes)."""
-        if etag and _MD5_ETAG.match(etag):
-            _integrity.verify(self.name, key, what, md5.hex(), etag)
+    def _checksum_headers(self, kind: _integrity.Kind, digest: bytes) -> dict[str, str]:
+        if kind == "crc32":
+            return {"x-amz-checksum-crc32": _integrity.b64(digest)}
+        return {"content-md5": _integrity.b64(digest)}
 
-    async def _put_object(self, key: str, data: bytes, md5: bytes, opts: PutOptions) -> ObjectInfo:
-        headers = {"content-md5": _integrity.b64(md5)}
+    def _verify(self, key: str, what: str, kind: _integrity.Kind, digest: bytes, answer: Mapping[str, str]) -> None:
+        """Compare our digest with the one S3 returned. For CRC32, the echoed
+        `x-amz-checksum-crc32` (a server that ignores the header echoes nothing, and then nothing
+        vouches for the bytes: refused, naming the fix). For MD5, the ETag when it is one (under
+        SSE-KMS it is not, and then S3's own Content-MD5 check is what vouches for the bytes)."""
+        if kind == "crc32":
+            echoed = answer.get("x-amz-checksum-crc32")
+            if echoed is None:
+                raise IntegrityError(
+                    f"{what}: the server did not confirm the CRC32 it stored, so the upload cannot be "
+                    "verified", provider=self.name, key=key, code="ChecksumNotEchoed",
+                    hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
+                )
+            _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
+            return
+        etag = _strip_etag(answer.get("ETag"))
+        if etag and _MD5_ETAG.match(etag):
+            _integrity.verify(self.name, key, what, digest.hex(), etag)
+
+    async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
+        headers = self._checksum_headers(opts.digest, digest)
         headers.update({f"x-amz-meta-{name.lower()}": value for name, value in opts.metadata.items()})
         if opts.content_type:
             headers["content-type"] = opts.content_type
         if not opts.overwrite:
             headers["if-none-match"] = "*"
         answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
-        etag = _strip_etag(answer.get("ETag"))
-        self._verify(key, "upload", md5, etag)
+        self._verify(key, "upload", opts.digest, digest, answer)
         return ObjectInfo(
-            key=key, size=len(data), etag=etag, content_type=opts.content_type,
-            metadata=dict(opts.metadata), checksum="md5:" + md5.hex(),
+            key=key, size=len(data), etag=_strip_etag(answer.get("ETag")), content_type=opts.content_type,
+            metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest),
         )
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
@@ -570,26 +609,32 @@ class S3Provider(BaseProvider):
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": opts.metadata}
         if opts.content_type:
             params["ContentType"] = opts.content_type
+        if opts.digest == "crc32":
+            params["ChecksumAlgorithm"] = "CRC32"  # parts must then carry one, and get a composite
         with self._map_errors(key, "CreateMultipartUpload"):
             response = await client.create_multipart_upload(**params)
-        return _Upload(key, response["UploadId"])
+        return _Upload(key, response["UploadId"], opts.digest)
 
-    async def _put_part(self, handle: Any, number: int, data: bytes, md5: bytes) -> Any:
+    async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any:
         upload: _Upload = handle
         answer = await self._send_body(
-            upload.key, "UploadPart", data, {"content-md5": _integrity.b64(md5)},
+            upload.key, "UploadPart", data, self._checksum_headers(upload.kind, digest),
             query={"partNumber": str(number), "uploadId": upload.upload_id},
         )
-        etag = answer.get("ETag")
-        self._verify(upload.key, f"part {number}", md5, _strip_etag(etag))
-        return {"PartNumber": number, "ETag": etag}
+        self._verify(upload.key, f"part {number}", upload.kind, digest, answer)
+        token = {"PartNumber": number, "ETag": answer.get("ETag")}
+        if upload.kind == "crc32":
+            token["ChecksumCRC32"] = _integrity.b64(digest)
+        return token
 
     async def _complete_parts(
-        self, handle: Any, key: str, parts: Sequence[Any], md5s: Sequence[bytes], size: int, opts: PutOptions
+        self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo:
         upload: _Upload = handle
         client = await self._client()
-        expected = _integrity.multipart_etag(list(md5s))
+        crc = upload.kind == "crc32"
+        expected = _integrity.composite_crc32(digests) if crc else _integrity.multipart_etag(list(digests))
+        checksum = _integrity.parts_label(upload.kind, digests)
         params: dict[str, Any] = {
             "Bucket": self.bucket, "Key": key, "UploadId": upload.upload_id,
             "MultipartUpload": {"Parts": list(parts)},
@@ -600,23 +645,32 @@ class S3Provider(BaseProvider):
             with self._map_errors(key, "CompleteMultipartUpload", conditional=not opts.overwrite):
                 response = await client.complete_multipart_upload(**params)
             etag = _strip_etag(response.get("ETag"))
+            stored = response.get("ChecksumCRC32") if crc else etag
         except NotFoundError as exc:
             # A retried completion whose first answer was lost finds the upload gone: it
             # succeeded if the object now carries exactly our parts' digest.
             if exc.code != "NoSuchUpload":
                 raise
             try:
-                stored = await self.head(key)
+                info = await self.head(key)
             except NotFoundError:
                 raise exc from None
-            if stored.etag != expected:
+            if info.checksum != checksum and not (not crc and info.etag == expected):
                 raise
-            etag = stored.etag
-        if etag and _MULTIPART_ETAG.match(etag):
+            etag, stored = info.etag, expected
+        if crc:
+            if stored is None:
+                raise IntegrityError(
+                    "multipart upload: the server did not confirm the composite CRC32 of the parts",
+                    provider=self.name, key=key, code="ChecksumNotEchoed",
+                    hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
+                )
+            _integrity.verify(self.name, key, "multipart upload", expected, stored)
+        elif etag and _MULTIPART_ETAG.match(etag):
             _integrity.verify(self.name, key, "multipart upload", expected, etag)
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
-            metadata=dict(opts.metadata), checksum=_checksum_of(etag) or "md5-parts:" + expected,
+            metadata=dict(opts.metadata), checksum=checksum if crc else (_checksum_of(etag) or checksum),
         )
 
     async def _abort_parts(self, handle: Any, key: str) -> None:
@@ -674,7 +728,7 @@ class S3Provider(BaseProvider):
             content_type=response.get("ContentType"),
             last_modified=response.get("LastModified"),
             metadata=dict(response.get("Metadata") or {}),
-            checksum=_checksum_of(etag),
+            checksum=_crc32_of(response.get("ChecksumCRC32")) or _checksum_of(etag),
         )
 
     async def _call(self, key: str | None, op: str, method: str, **params: Any) -> Any:
@@ -691,7 +745,9 @@ class S3Provider(BaseProvider):
 
     async def head(self, key: str) -> ObjectInfo:
         check_key(key)
-        response = await self._call(key, "HeadObject", "head_object", Bucket=self.bucket, Key=key)
+        response = await self._call(
+            key, "HeadObject", "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
+        )
         return self._info(key, response)
 
     async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:

@@ -97,3 +97,16 @@ def test_settle_freezes_only_when_enabled() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         _heap.set_freeze(True)
+
+
+def test_env_proxy_is_resolved_once_as_aiohttp_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unistore.providers._http import env_proxy
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("http://127.0.0.1:9000/bucket") is None
+    monkeypatch.setenv("HTTP_PROXY", "http://user:pw@127.0.0.1:3128")
+    assert env_proxy("http://127.0.0.1:9000/bucket") == "http://user:pw@127.0.0.1:3128"
+    assert env_proxy("https://bucket.s3.amazonaws.com") is None, "HTTPS_PROXY is another variable"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert env_proxy("http://127.0.0.1:9000/bucket") is None

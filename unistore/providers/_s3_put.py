@@ -156,7 +156,14 @@ class SignedPut:
     """PUTs of bodies to one bucket. `base` is the bucket's URL (scheme, host and path prefix,
     without a trailing '/'), as botocore addresses it."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, signer: Signer, timeout: aiohttp.ClientTimeout):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base: str,
+        signer: Signer,
+        timeout: aiohttp.ClientTimeout,
+        proxy: str | None = None,
+    ):
         parsed = urllib.parse.urlsplit(base)
         self._session = session
         self._scheme_host = f"{parsed.scheme}://{parsed.netloc}"
@@ -164,6 +171,7 @@ class SignedPut:
         self._prefix = parsed.path.rstrip("/")
         self._signer = signer
         self._timeout = timeout
+        self._proxy = proxy
 
     async def put(
         self,
@@ -189,6 +197,7 @@ class SignedPut:
             data=part_body(data),
             headers=signed,
             timeout=self._timeout,
+            proxy=self._proxy,
             skip_auto_headers=("Content-Type",) if "content-type" not in headers else (),
         ) as response:
             if response.status < 300:

@@ -371,7 +371,7 @@ class AzureBlobProvider(BaseProvider):
         if isinstance(self._verify, str):
             # One context for every request (azure-core would build one per request from a path).
             ssl_param = await asyncio.to_thread(ssl.create_default_context, cafile=self._verify)
-        session = new_session(self._pool_size, ssl_param)
+        session = new_session(self._pool_size, ssl_param, trust_env=True)
         credential: AsyncTokenCredential | None = None
         try:
             transport = AioHttpTransport(

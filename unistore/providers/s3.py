@@ -76,7 +76,7 @@ from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
 from ._base import BaseProvider, pwrite_all
-from ._http import new_session
+from ._http import env_proxy, new_session
 from ._protocol import ObjectInfo
 from ._s3_put import Credentials, SignedPut, Signer
 
@@ -420,7 +420,8 @@ class S3Provider(BaseProvider):
         http = new_session(self.max_pool_connections, ssl_param)
         stack.push_async_callback(http.close)
         timeout = aiohttp.ClientTimeout(sock_connect=self._connect_timeout, sock_read=self._read_timeout)
-        return SignedPut(http, base, Signer(client.meta.region_name or self.region or "us-east-1"), timeout)
+        proxy = await asyncio.to_thread(env_proxy, base)
+        return SignedPut(http, base, Signer(client.meta.region_name or self.region or "us-east-1"), timeout, proxy)
 
     async def _frozen_credentials(self) -> Credentials:
         from botocore.exceptions import NoCredentialsError

@@ -188,10 +188,16 @@ async def run_parts(
 
     count = 0
     try:
-        async for size, load in parts:
+        while True:
+            # A slot first, then the next part: a stream part is bytes in memory as soon as it is
+            # taken, and waiting with it in hand would hold one part more than is in flight.
             while len(in_flight) >= transfer.max_concurrency:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 raise_failed()
+            try:
+                size, load = await anext(parts)
+            except StopAsyncIteration:
+                break
             await budget.acquire(size)
             count += 1
             try:

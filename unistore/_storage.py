@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("unistore")
 
-FANOUT_DEPTH = 2
+FANOUT_DEPTH = 1
 """Chunks queued per provider in a fan-out, on top of the parts each has in flight."""
 
 FANOUT_LAG_S = 2.0

@@ -180,12 +180,46 @@ class LoopTicker:
                 self.late_over_50ms += 1
 
 
+class StepClock:
+    """The longest single step of the loop (one callback or task step), in loop-thread CPU
+    seconds: what issue #5 bounds ("no step blocks the loop for more than a few ms"). The ticker
+    above measures lateness, which also adds up many short steps queued in one loop turn.
+
+    It wraps `asyncio.events.Handle._run` while active (two thread-clock reads per step)."""
+
+    def __init__(self) -> None:
+        self.max_step_s = 0.0
+        self.steps = 0
+        self._original: Any = None
+
+    def start(self) -> None:
+        original = asyncio.events.Handle._run
+        clock = self
+
+        def run(handle: asyncio.events.Handle) -> None:
+            began = time.thread_time()
+            original(handle)
+            took = time.thread_time() - began
+            clock.steps += 1
+            if took > clock.max_step_s:
+                clock.max_step_s = took
+
+        self._original = original
+        asyncio.events.Handle._run = run  # type: ignore[method-assign,assignment]
+
+    def stop(self) -> None:
+        if self._original is not None:
+            asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+            self._original = None
+
+
 class Probe:
     """`async with Probe(pids) as probe:` around the timed work; `probe.result()` afterwards."""
 
     def __init__(self, server_pids: Mapping[str, int] | None = None, *, ticker: bool = True) -> None:
         self.server_pids = dict(server_pids or {})
         self._ticker = LoopTicker() if ticker else None
+        self._steps = StepClock() if ticker else None
         self.wall_s = 0.0
         self.cpu_s = 0.0
         self.server_cpu_s: dict[str, float] = {}
@@ -206,6 +240,8 @@ class Probe:
         if self._ticker is not None:
             self._ticker.start()
             await asyncio.sleep(0)  # let the ticker take its first timestamp
+        if self._steps is not None:
+            self._steps.start()
         self._cpu0 = cpu_seconds()
         self._loop_cpu0 = time.thread_time()
         self._t0 = time.perf_counter()
@@ -215,6 +251,8 @@ class Probe:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.wall_s = time.perf_counter() - self._t0
+        if self._steps is not None:
+            self._steps.stop()
         self.cpu_s = cpu_seconds() - self._cpu0
         self.loop_cpu_s = time.thread_time() - self._loop_cpu0
         after = servers_cpu(self.server_pids)
@@ -242,6 +280,9 @@ class Probe:
             out["stall_ms"] = round(self._ticker.max_late_s * 1000, 1)
             out["stall_own_ms"] = round(max(0.0, self._ticker.max_own_s) * 1000, 1)
             out["ticks"] = self._ticker.ticks
+        if self._steps is not None:
+            out["step_ms"] = round(self._steps.max_step_s * 1000, 1)
+            out["steps"] = self._steps.steps
         return out
 
 

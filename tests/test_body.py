@@ -86,15 +86,20 @@ async def test_body_goes_through_aiohttp_byte_exact(
     assert length == str(len(data)) and body == data
 
 
-def test_settle_freezes_only_when_enabled() -> None:
+def test_settle_freezes_once_and_only_when_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         gc.unfreeze()
+        monkeypatch.setattr(_heap, "_done", False)
         _heap.set_freeze(False)
         _heap.settle()
         assert gc.get_freeze_count() == 0
         _heap.set_freeze(True)
         _heap.settle()
-        assert gc.get_freeze_count() > 0
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        keep = [[] for _ in range(100)]  # noqa: F841 - tracked objects a second settle must not freeze
+        _heap.settle()
+        assert gc.get_freeze_count() == frozen, "a second client (a Storage per task) is not frozen"
     finally:
         _heap.set_freeze(True)
 

@@ -6,11 +6,12 @@ thousand long-lived objects (service models, generated operation tables, modules
 fan-out, one such pass took 25-90 ms of CPU, the longest stall of the whole upload. The objects
 never die, so walking them finds nothing.
 
-Once a provider has built its client, `settle()` moves every object alive at that moment into
-the permanent generation (`gc.freeze()`), out of the collector's reach; later objects are
-collected as usual. Cyclic garbage alive at that instant is kept too: a one-off cost of set-up
-objects. `STORAGE_GC_FREEZE=false` turns it off (for applications that manage the collector
-themselves, or that create and drop many clients).
+Once the first provider has built its client, `settle()` moves every object alive at that moment
+into the permanent generation (`gc.freeze()`), out of the collector's reach; later objects are
+collected as usual. It does so once per process: frozen objects are never collected, so a
+process that makes and drops a `Storage` per task (a Celery worker) must not freeze each new
+client; only the first one (and any cyclic garbage alive at that instant) stays for good.
+`STORAGE_GC_FREEZE=false` turns it off (for applications that manage the collector themselves).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import gc
 
 _enabled = True
+_done = False
 
 
 def set_freeze(enabled: bool) -> None:
@@ -27,6 +29,9 @@ def set_freeze(enabled: bool) -> None:
 
 
 def settle() -> None:
-    """Called by a provider right after it built an SDK client; O(1) in CPython."""
-    if _enabled:
+    """Called by a provider right after it built an SDK client; freezes on the first call only
+    (O(1) in CPython)."""
+    global _done
+    if _enabled and not _done:
+        _done = True
         gc.freeze()

@@ -515,8 +515,9 @@ class StorageSettings(_EnvSettings):
         True,
         validation_alias=AliasChoices("STORAGE_GC_FREEZE", "gc_freeze"),
         description=(
-            "Move the objects alive once the SDK clients are built out of the garbage collector's "
-            "reach (`gc.freeze()`): a full collection over them stalled the event loop 25-90 ms."
+            "Once the first SDK client is built, move the objects alive then out of the garbage "
+            "collector's reach (`gc.freeze()`, once per process): a full collection over them "
+            "stalled the event loop 25-90 ms."
         ),
     )
     s3: S3Settings | None = Field(None, exclude=True)

@@ -97,7 +97,7 @@ def test_settle_freezes_once_and_only_when_enabled(monkeypatch: pytest.MonkeyPat
         _heap.settle()
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        keep = [[] for _ in range(100)]  # noqa: F841 - tracked objects a second settle must not freeze
+        keep: list[list[int]] = [[] for _ in range(100)]  # noqa: F841 - tracked objects a second settle must not freeze
         _heap.settle()
         assert gc.get_freeze_count() == frozen, "a second client (a Storage per task) is not frozen"
     finally:

@@ -246,14 +246,17 @@ def targets(data: Runs, plan: Plan) -> list[Target]:
         out.append(Target("longest loop stall, run-queue wait subtracted (median per case, worst case)", own_ms,
                           STALL_LIMIT_MS, False, unit="ms", detail=f"{where}; raw lateness {_fmt(raw_ms, 0)} ms"))
     steps = [
-        (max(data.values(case.name, UNISTORE, "step_ms"), default=None), case.name)
+        (data.median(case.name, UNISTORE, "step_ms"), max(data.values(case.name, UNISTORE, "step_ms"), default=None),
+         case.name)
         for case, configs in plan if case.kind != "import" and UNISTORE in configs and data.ok(case.name, UNISTORE)
     ]
     steps = [s for s in steps if s[0] is not None]
     if steps:
-        step_ms, where = max(steps)
-        out.append(Target("longest single loop step, loop-thread CPU (worst round, worst case; issue #5)", step_ms,
-                          STEP_LIMIT_MS, False, unit="ms", detail=where))
+        median_step, _, step_case = max(steps, key=lambda s: s[0] or 0.0)
+        worst_round = max((s[1] or 0.0, s[2]) for s in steps)
+        out.append(Target("longest single loop step, loop-thread CPU (median per case, worst case; issue #5)",
+                          median_step, STEP_LIMIT_MS, False, unit="ms",
+                          detail=f"{step_case}; worst single round {_fmt(worst_round[0], 1)} ms ({worst_round[1]})"))
     if have("import", UNISTORE):
         sdks = sorted({m for r in data.ok("import", UNISTORE) for m in r.get("sdk_modules", [])})
         ms = data.median("import", UNISTORE, "import_ms")

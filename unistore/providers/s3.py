@@ -841,6 +841,9 @@ class S3Provider(BaseProvider):
         with self._map_errors(key, "GetObject"):
             response = await client.get_object(**params)
         body = response["Body"]
+        # the chunks as aiohttp received them (`readany`), batched for one pwritev: `read(n)`
+        # would join them into one buffer on the loop thread first, a copy into fresh memory
+        stream = body.content
         offset = start
         batch: list[bytes] = []
         held = 0
@@ -848,7 +851,7 @@ class S3Provider(BaseProvider):
         try:
             while True:
                 with self._map_errors(key, "GetObject"):
-                    chunk = await body.read(WRITE_BATCH - held)
+                    chunk = await stream.readany()
                 if chunk:
                     batch.append(chunk)
                     held += len(chunk)

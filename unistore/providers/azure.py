@@ -105,6 +105,8 @@ LIST_PAGE_SIZE: int | None = None
 """Blobs per List Blobs page; None: the service's default (5000)."""
 DELEGATION_KEY_MAX = timedelta(days=7)
 """A user delegation key (and so its SAS) is valid for at most 7 days."""
+DOWNLOAD_WRITE_BATCH = 4 * MiB
+"""`download_file` gathers this much of a range before one `pwritev` in a worker thread."""
 _SAS_SKEW = timedelta(minutes=5)
 _READ_BLOCK = 256 * 1024
 
@@ -720,11 +722,55 @@ class AzureBlobProvider(BaseProvider):
         info = await self.head(key)
 
         async def fetch(fd: int, start: int, end: int) -> None:
-            data = await self._get_range(key, start, end - start, info.etag)
-            await asyncio.to_thread(pwrite_all, fd, [data], start)
+            await self._call(key, "Get Blob", functools.partial(self._fetch_range, fd, key, start, end, info.etag))
 
         await self._download_ranges(path, info.size, DOWNLOAD_PART, fetch)
         return info
+
+    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
+        """Bytes [start, end) into `fd` by offset, pinned to `etag`. The generated Get Blob call,
+        read as aiohttp received the body (`readany`) and written in batches by one `pwritev` in a
+        worker thread: the SDK's downloader joins each range into one buffer on the loop thread
+        first (a copy into fresh memory, the longest loop step of a download), and closes the
+        connection after every range instead of giving it back to the pool."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.storage.blob._generated.models import ModifiedAccessConditions
+        from azure.storage.blob._shared.response_handlers import process_storage_error
+
+        blob = (await self._client()).get_blob_client(key)
+        conditions = ModifiedAccessConditions(if_match=f'"{etag}"') if etag else None
+        try:
+            stream = await blob._client.blob.download(
+                range=f"bytes={start}-{end - 1}", modified_access_conditions=conditions, decompress=False
+            )
+        except HttpResponseError as error:
+            process_storage_error(error)  # what the SDK's own calls do: error_code, message
+        raw = stream.response.internal_response
+        offset, held, batch = start, 0, []
+        finished = False
+        try:
+            while True:
+                chunk = await raw.content.readany()
+                if chunk:
+                    batch.append(chunk)
+                    held += len(chunk)
+                if held and (not chunk or held >= DOWNLOAD_WRITE_BATCH or len(batch) >= 512):
+                    await asyncio.to_thread(pwrite_all, fd, batch, offset)
+                    offset += held
+                    batch, held = [], 0
+                if not chunk:
+                    finished = True
+                    break
+        finally:
+            if finished:
+                raw.release()  # back to the pool
+            else:
+                raw.close()  # unread bytes: drop the connection
+        if offset != end:
+            raise TransientError(
+                f"Get Blob returned {offset - start} of {end - start} bytes at offset {start}",
+                provider=self.name, key=key, code="IncompleteDownload",
+            )
 
     async def delete(self, key: str) -> None:
         """Idempotent: a blob already gone is success (its snapshots go with it)."""

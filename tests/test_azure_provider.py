@@ -580,3 +580,28 @@ def test_error_map_covers_transport_and_credential_errors() -> None:
         assert type(caught.value) is expected and caught.value.provider == "azure"
     for code, rule in azure_module._CODES.items():
         assert issubclass(rule.cls, ProviderError), code
+
+
+async def test_connection_string_with_a_container_sas(
+    azurite: servers.AzuriteServer, azure_container: str, make_azure_provider: MakeProvider
+) -> None:
+    """A connection string that carries a SAS instead of a key: single puts (the signed-PUT
+    path) and blocks (the SDK) both ride on the SAS, and it never reaches a log line."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    sas = generate_container_sas(
+        azurite.account_name, azure_container, account_key=azurite.account_key,
+        permission=ContainerSasPermissions(read=True, write=True, create=True, delete=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    provider = make_azure_provider(
+        "connection_string", connection_string=f"BlobEndpoint={azurite.blob_url};SharedAccessSignature={sas}"
+    )
+    small, big = b"a recording chunk", payload(int(2.5 * MiB) + 3)
+    await provider.upload_bytes(small, "sas-conn/small.bin")
+    await provider.upload_bytes(big, "sas-conn/big.bin")
+    assert await provider.download_bytes("sas-conn/small.bin") == small
+    assert await provider.download_bytes("sas-conn/big.bin") == big
+    assert provider._blob_put is not None, "single puts went through the signed path"

@@ -99,7 +99,8 @@ def test_settle_freezes_once_and_only_when_enabled(monkeypatch: pytest.MonkeyPat
         assert frozen > 0
         keep: list[list[int]] = [[] for _ in range(100)]  # noqa: F841 - tracked objects a second settle must not freeze
         _heap.settle()
-        assert gc.get_freeze_count() == frozen, "a second client (a Storage per task) is not frozen"
+        # no growth (a frozen object that dies leaves the count lower)
+        assert gc.get_freeze_count() <= frozen, "a second client (a Storage per task) is not frozen"
     finally:
         _heap.set_freeze(True)
 

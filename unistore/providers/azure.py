@@ -84,7 +84,7 @@ from .._retry import retry
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from ._azure_put import BlobPut
 from ._base import BaseProvider, pwrite_all
-from ._http import env_proxy, new_session
+from ._http import new_session
 from ._protocol import ObjectInfo
 
 if TYPE_CHECKING:
@@ -312,7 +312,6 @@ class AzureBlobProvider(BaseProvider):
         self._container: ContainerClient | None = None
         self._credential: AsyncTokenCredential | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._put_session: aiohttp.ClientSession | None = None
         self._blob_put: BlobPut | None = None
         self._delegation: UserDelegationKey | None = None
         self._delegation_expiry: datetime | None = None
@@ -428,34 +427,28 @@ class AzureBlobProvider(BaseProvider):
         self._credential = credential
         self._service = service
         self._container = service.get_container_client(self.container)
-        await self._open_blob_put(ssl_param)
+        self._open_blob_put(session)
         _heap.settle()
 
-    async def _open_blob_put(self, ssl_param: bool | ssl.SSLContext) -> None:
-        """The single-put path (`_azure_put`), on a session of its own that resolves the
-        environment's proxy once (see `_http.new_session`), authorised like the container client."""
+    def _open_blob_put(self, session: aiohttp.ClientSession) -> None:
+        """The single-put path (`_azure_put`), on the provider's one aiohttp session (the one
+        azure-core's transport uses: one pool, closed once), authorised like the container client."""
         import aiohttp
 
         assert self._container is not None
-        url = str(self._container.url)
-        proxy = await asyncio.to_thread(env_proxy, url)
-        http = new_session(self._pool_size, ssl_param)
         put = BlobPut(
-            http, self._container,
-            aiohttp.ClientTimeout(sock_connect=self._connect_timeout, sock_read=self._read_timeout), proxy,
+            session, self._container,
+            aiohttp.ClientTimeout(sock_connect=self._connect_timeout, sock_read=self._read_timeout),
         )
-        if put.usable:
-            self._put_session, self._blob_put = http, put
-        else:
-            await http.close()
+        self._blob_put = put if put.usable else None
 
     async def aclose(self) -> None:
-        """Close the client, the credential and the connection pools, once each."""
+        """Close the client, the credential and the connection pool, once each."""
         async with self._lock:
             self._closed = True
             service, credential, session = self._service, self._credential, self._session
             self._service = self._container = self._credential = self._session = None
-            put_session, self._put_session, self._blob_put = self._put_session, None, None
+            self._blob_put = None
         tls = service is not None and str(service.url).startswith("https")
         try:
             if service is not None:
@@ -465,11 +458,9 @@ class AzureBlobProvider(BaseProvider):
                 if credential is not None:
                     await credential.close()
             finally:
-                if put_session is not None:
-                    await put_session.close()
                 if session is not None:
                     await session.close()
-                if tls and (session is not None or put_session is not None):
+                if tls and session is not None:
                     # A request cancelled mid-body leaves its TLS connection in a graceful
                     # shutdown that needs the loop a moment longer; without it, an event
                     # loop closed right after aclose() (tests, short scripts) leaks the

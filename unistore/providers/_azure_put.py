@@ -24,13 +24,12 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from .._body import part_body
+from ._http import error_fields, put_body
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,7 +84,6 @@ class BlobPut:
         session: aiohttp.ClientSession,
         container: Any,
         timeout: aiohttp.ClientTimeout,
-        proxy: str | None = None,
     ) -> None:
         url = urllib.parse.urlsplit(container.url)
         self._session = session
@@ -94,7 +92,6 @@ class BlobPut:
         self._sas = url.query  # a SAS from the connection string rides on every URL
         self._version: str = container.api_version
         self._timeout = timeout
-        self._proxy = proxy
         credential = container.credential
         self._account: str | None = getattr(credential, "account_name", None)
         secret = getattr(credential, "account_key", None)
@@ -120,8 +117,6 @@ class BlobPut:
     async def put(self, key: str, data: bytes, headers: dict[str, str]) -> Answer:
         """One Put Blob of `data` as a block blob; `headers` (lower-case names) are the blob's
         properties, metadata and conditions. Errors come back as an `Answer`, not raised."""
-        from yarl import URL
-
         path = blob_path(self._path, key)
         signed = dict(headers)
         signed["x-ms-version"] = self._version
@@ -133,20 +128,8 @@ class BlobPut:
         elif self._tokens is not None:
             signed["authorization"] = "Bearer " + await self._bearer()
         url = self._origin + path + (f"?{self._sas}" if self._sas else "")
-        async with self._session.put(
-            URL(url, encoded=True), data=part_body(data), headers=signed, timeout=self._timeout,
-            proxy=self._proxy, skip_auto_headers=("Content-Type",),
-        ) as response:
-            body = await response.read()
-            if response.status < 300:
-                return Answer(response.status, response.headers, None, "")
-            code, message = response.headers.get("x-ms-error-code"), ""
-            if body:
-                try:
-                    root = ET.fromstring(body)
-                except ET.ParseError:
-                    root = None
-                if root is not None:
-                    code = code or root.findtext("Code")
-                    message = (root.findtext("Message") or "").strip()
-            return Answer(response.status, response.headers, code, message)
+        status, answer, body = await put_body(self._session, url, data, signed, socket_timeouts=self._timeout)
+        if status < 300:
+            return Answer(status, answer, None, "")
+        code, message = error_fields(body)
+        return Answer(status, answer, answer.get("x-ms-error-code") or code, message or "")

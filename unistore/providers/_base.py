@@ -512,6 +512,39 @@ async def _hash(kind: _integrity.Kind, data: bytes) -> bytes:
     return await asyncio.to_thread(_integrity.digest, kind, data)
 
 
+WRITE_BATCH = 4 * 1024 * 1024
+"""A ranged download gathers this much of a response before one `pwritev` in a worker thread."""
+_IOV_MAX = 512
+"""Buffers per `pwritev` at most (Linux allows 1024)."""
+
+
+async def drain_to_file(response: Any, fd: int, offset: int) -> int:
+    """Write a response body (an aiohttp response, or botocore's body wrapping one) into `fd`
+    from `offset`, in the chunks aiohttp received (`readany`), batched into one `pwritev` per
+    `WRITE_BATCH` in a worker thread; returns the bytes written. `read(n)` would join the chunks
+    into one buffer on the loop thread first: a copy into fresh memory, the longest loop step
+    of a download. The connection goes back to the pool at the end, and is dropped on failure."""
+    written, held = 0, 0
+    batch: list[bytes] = []
+    try:
+        while True:
+            chunk: bytes = await response.content.readany()
+            if chunk:
+                batch.append(chunk)
+                held += len(chunk)
+            if held and (not chunk or held >= WRITE_BATCH or len(batch) >= _IOV_MAX):
+                await asyncio.to_thread(pwrite_all, fd, batch, offset + written)
+                written += held
+                batch, held = [], 0
+            if not chunk:
+                break
+    except BaseException:
+        response.close()  # unread bytes: drop the connection
+        raise
+    response.release()
+    return written
+
+
 def pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
     """Write `buffers` at `offset`, however short the kernel's writes are."""
     total = sum(len(b) for b in buffers)

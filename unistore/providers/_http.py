@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ssl
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from .._body import part_body
 
 if TYPE_CHECKING:
     import aiohttp
@@ -51,3 +55,48 @@ def env_proxy(url: str) -> str | None:
     if auth is not None and not proxy.user:
         proxy = proxy.with_user(auth.login).with_password(auth.password)
     return str(proxy)
+
+
+async def put_body(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    *,
+    socket_timeouts: aiohttp.ClientTimeout,
+    proxy: str | None = None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """One PUT of `data` (a sliced body, `unistore._body`) to `url`, already URL-encoded and sent
+    as is: the signature covers the path exactly. Returns the status, headers and body, read whole
+    so the connection goes back to the pool. `socket_timeouts` are aiohttp's connect/read
+    timeouts; the request's overall deadline is the caller's (`_multipart.bounded`). aiohttp adds
+    no Content-Type of its own (it would become the object's). Transport failures raise
+    aiohttp's exceptions."""
+    from yarl import URL
+
+    async with session.put(
+        URL(url, encoded=True),
+        data=part_body(data),
+        headers=dict(headers),
+        timeout=socket_timeouts,
+        proxy=proxy,
+        skip_auto_headers=() if "content-type" in headers else ("Content-Type",),
+    ) as response:
+        return response.status, response.headers, await response.read()
+
+
+def error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """`Code` and `Message` of an XML error answer (S3's and Azure's share the shape); None for a
+    body that has none (HEAD answers, proxies' HTML pages)."""
+    if not body:
+        return None, None
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None, None
+    fields: dict[str, str] = {}
+    for child in root:
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag in ("Code", "Message") and child.text:
+            fields[tag] = child.text.strip()
+    return fields.get("Code"), fields.get("Message")

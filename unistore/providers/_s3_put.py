@@ -28,12 +28,11 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._body import part_body
+from ._http import error_fields, put_body
 
 if TYPE_CHECKING:
     import aiohttp
@@ -133,21 +132,9 @@ class Signer:
 
 def parse_error(status: int, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     """An S3 error answer in botocore's `ClientError` response shape."""
-    error: dict[str, str] = {}
-    if body:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            root = None
-        if root is not None:
-            for child in root:
-                tag = child.tag.rsplit("}", 1)[-1]
-                if tag in ("Code", "Message") and child.text:
-                    error[tag] = child.text
-    error.setdefault("Code", str(status))
-    error.setdefault("Message", "")
+    code, message = error_fields(body)
     return {
-        "Error": error,
+        "Error": {"Code": code or str(status), "Message": message or ""},
         "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers)},
     }
 
@@ -183,8 +170,6 @@ class SignedPut:
     ) -> Answer:
         """One PUT of `data` to `key`; an error status is returned (with its parsed body), not
         raised. Transport failures raise aiohttp's exceptions."""
-        from yarl import URL
-
         path = f"{self._prefix}/{quote_key(key)}"
         query = query or {}
         signed = self._signer.sign("PUT", self._host, path, query, headers, creds)
@@ -192,16 +177,7 @@ class SignedPut:
         url = self._scheme_host + path
         if query:
             url += "?" + "&".join(f"{_quote_query(k)}={_quote_query(v)}" for k, v in sorted(query.items()))
-        async with self._session.put(
-            URL(url, encoded=True),
-            data=part_body(data),
-            headers=signed,
-            timeout=self._timeout,
-            proxy=self._proxy,
-            skip_auto_headers=("Content-Type",) if "content-type" not in headers else (),
-        ) as response:
-            if response.status < 300:
-                await response.read()  # let the connection go back to the pool
-                return Answer(response.status, response.headers, None)
-            body = await response.read()
-            return Answer(response.status, response.headers, parse_error(response.status, body, response.headers))
+        status, answer, body = await put_body(
+            self._session, url, data, signed, socket_timeouts=self._timeout, proxy=self._proxy
+        )
+        return Answer(status, answer, None if status < 300 else parse_error(status, body, answer))

@@ -83,7 +83,7 @@ from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from ._azure_put import BlobPut
-from ._base import BaseProvider, pwrite_all
+from ._base import BaseProvider, drain_to_file
 from ._http import new_session
 from ._protocol import ObjectInfo
 
@@ -108,8 +108,6 @@ LIST_PAGE_SIZE: int | None = None
 """Blobs per List Blobs page; None: the service's default (5000)."""
 DELEGATION_KEY_MAX = timedelta(days=7)
 """A user delegation key (and so its SAS) is valid for at most 7 days."""
-DOWNLOAD_WRITE_BATCH = 4 * MiB
-"""`download_file` gathers this much of a range before one `pwritev` in a worker thread."""
 _SAS_SKEW = timedelta(minutes=5)
 _READ_BLOCK = 256 * 1024
 
@@ -776,11 +774,9 @@ class AzureBlobProvider(BaseProvider):
         return info
 
     async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
-        """Bytes [start, end) into `fd` by offset, pinned to `etag`. The generated Get Blob call,
-        read as aiohttp received the body (`readany`) and written in batches by one `pwritev` in a
-        worker thread: the SDK's downloader joins each range into one buffer on the loop thread
-        first (a copy into fresh memory, the longest loop step of a download), and closes the
-        connection after every range instead of giving it back to the pool."""
+        """Bytes [start, end) into `fd` by offset, pinned to `etag`: the generated Get Blob call,
+        drained by `drain_to_file`. The SDK's downloader joins each range into one buffer on the
+        loop thread, and closes the connection after every range instead of giving it back."""
         from azure.core.exceptions import HttpResponseError
         from azure.storage.blob._generated.models import ModifiedAccessConditions
         from azure.storage.blob._shared.response_handlers import process_storage_error
@@ -793,27 +789,7 @@ class AzureBlobProvider(BaseProvider):
             )
         except HttpResponseError as error:
             process_storage_error(error)  # what the SDK's own calls do: error_code, message
-        raw = stream.response.internal_response
-        offset, held, batch = start, 0, []
-        finished = False
-        try:
-            while True:
-                chunk = await raw.content.readany()
-                if chunk:
-                    batch.append(chunk)
-                    held += len(chunk)
-                if held and (not chunk or held >= DOWNLOAD_WRITE_BATCH or len(batch) >= 512):
-                    await asyncio.to_thread(pwrite_all, fd, batch, offset)
-                    offset += held
-                    batch, held = [], 0
-                if not chunk:
-                    finished = True
-                    break
-        finally:
-            if finished:
-                raw.release()  # back to the pool
-            else:
-                raw.close()  # unread bytes: drop the connection
+        offset = start + await drain_to_file(stream.response.internal_response, fd, start)
         if offset != end:
             raise TransientError(
                 f"Get Blob returned {offset - start} of {end - start} bytes at offset {start}",

@@ -75,7 +75,7 @@ from .._logging import logger, redact
 from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
-from ._base import BaseProvider, pwrite_all
+from ._base import BaseProvider, drain_to_file
 from ._http import env_proxy, new_session
 from ._protocol import ObjectInfo
 from ._s3_put import Credentials, SignedPut, Signer
@@ -87,8 +87,6 @@ ChecksumMode = Literal["when_supported", "when_required"]
 
 READ_CHUNK = 1 * MiB
 """Size of the chunks `iter_bytes` yields (the last may be smaller)."""
-WRITE_BATCH = 4 * MiB
-"""`download_file` gathers this much of a range before one `pwritev` in a worker thread."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most 7 days."""
 
@@ -840,33 +838,8 @@ class S3Provider(BaseProvider):
             params["IfMatch"] = f'"{etag}"'
         with self._map_errors(key, "GetObject"):
             response = await client.get_object(**params)
-        body = response["Body"]
-        # the chunks as aiohttp received them (`readany`), batched for one pwritev: `read(n)`
-        # would join them into one buffer on the loop thread first, a copy into fresh memory
-        stream = body.content
-        offset = start
-        batch: list[bytes] = []
-        held = 0
-        finished = False
-        try:
-            while True:
-                with self._map_errors(key, "GetObject"):
-                    chunk = await stream.readany()
-                if chunk:
-                    batch.append(chunk)
-                    held += len(chunk)
-                if held and (not chunk or held >= WRITE_BATCH or len(batch) >= 512):
-                    await asyncio.to_thread(pwrite_all, fd, batch, offset)
-                    offset += held
-                    batch, held = [], 0
-                if not chunk:
-                    finished = True
-                    break
-        finally:
-            if finished:
-                body.release()
-            else:
-                body.close()
+        with self._map_errors(key, "GetObject"):
+            offset = start + await drain_to_file(response["Body"], fd, start)
         if offset != end:
             raise TransientError(
                 f"GetObject on bucket {self.bucket!r}: range ended after {offset - start} of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -116,3 +117,41 @@ def test_env_proxy_is_resolved_once_as_aiohttp_would(monkeypatch: pytest.MonkeyP
     assert env_proxy("https://bucket.s3.amazonaws.com") is None, "HTTPS_PROXY is another variable"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert env_proxy("http://127.0.0.1:9000/bucket") is None
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_cancelled_body_closes_its_socket_even_when_the_peer_stops_reading() -> None:
+    # A server that takes the connection and never reads: the client's buffers fill, and the
+    # cancelled request's socket must still close at once instead of waiting to flush.
+    accepted = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            body = part_body(os.urandom(64 << 20))
+            request = asyncio.ensure_future(session.put(f"http://127.0.0.1:{port}/x", data=body))
+            await asyncio.wait_for(accepted.wait(), 10)
+            await asyncio.sleep(0.2)  # long enough to fill the socket buffers
+            assert not request.done()
+            during = _open_fds()  # both ends of the connection, in this process
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            for _ in range(5):
+                await asyncio.sleep(0)
+            # the server's end is still held open, so only the client's own socket can have gone
+            assert _open_fds() == during - 1, "the cancelled request's socket is still open"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

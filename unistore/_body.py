@@ -59,13 +59,25 @@ def _payload_class() -> type[Any]:
         async def write_with_length(self, writer: Any, content_length: int | None) -> None:
             end = self._length if content_length is None else min(self._length, content_length)
             since_yield = 0
-            for start in range(0, end, SLICE):
-                piece = self._view[start : min(start + SLICE, end)]
-                await writer.write(piece)  # drains when the transport's buffer is full
-                since_yield += len(piece)
-                if since_yield >= YIELD_EVERY:
-                    since_yield = 0
-                    await asyncio.sleep(0)
+            # taken now: by the time a cancellation reaches this task, aiohttp has already
+            # closed the connection and dropped its reference to the transport
+            transport = getattr(writer, "transport", None)
+            try:
+                for start in range(0, end, SLICE):
+                    piece = self._view[start : min(start + SLICE, end)]
+                    await writer.write(piece)  # drains when the transport's buffer is full
+                    since_yield += len(piece)
+                    if since_yield >= YIELD_EVERY:
+                        since_yield = 0
+                        await asyncio.sleep(0)
+            except BaseException:
+                # A body cut off half-way (cancelled, deadline) leaves the connection useless.
+                # aiohttp closes it gracefully, and a graceful close waits to flush what the
+                # transport still holds: against a peer that has stopped reading it never ends,
+                # and the socket outlives the loop. Drop the unsent rest now instead.
+                if transport is not None:
+                    transport.abort()
+                raise
 
         # -- what the SDKs look for in a file-like body ------------------------------------
 

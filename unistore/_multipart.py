@@ -23,6 +23,7 @@ from ._budget import BufferBudget
 from ._errors import SourceError, TransientError, UnistoreError
 from ._logging import redact
 from ._retry import RetryPolicy, retry
+from ._threads import run_in_part_thread
 from .providers._protocol import ObjectInfo, ProgressCallback
 
 logger = logging.getLogger("unistore")
@@ -310,7 +311,7 @@ def _file_loader(
     path: str, offset: int, length: int, kind: _integrity.Kind
 ) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
     async def load() -> tuple[bytes, bytes]:
-        return await asyncio.to_thread(read_range, path, offset, length, kind)
+        return await run_in_part_thread(read_range, path, offset, length, kind)
 
     return load
 
@@ -403,6 +404,6 @@ def _memory_loader(
     async def load() -> tuple[bytes, bytes]:
         if known is not None:
             return data, known
-        return data, await asyncio.to_thread(_integrity.digest, kind, data)
+        return data, await run_in_part_thread(_integrity.digest, kind, data)
 
     return load

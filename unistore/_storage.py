@@ -26,6 +26,7 @@ from ._keys import check_key
 from ._multipart import MiB, PartLimits, PartSizer, read_range
 from ._report import ProviderResult, UploadReport
 from ._tee import Channel, Tee, UploadAborted
+from ._threads import run_in_part_thread
 from .providers._base import _empty, check_content_type, check_metadata, guess_content_type, source_size
 from .providers._protocol import ObjectInfo, ProgressCallback, Provider
 
@@ -219,7 +220,7 @@ class Storage:
             only = providers[0]
             report = await self._gather(key, {only.name: lambda: only.upload_file(path, key, **opts)})
         elif size <= self.threshold:
-            data, _ = await asyncio.to_thread(read_range, os.fspath(path), 0, size)
+            data, _ = await run_in_part_thread(read_range, os.fspath(path), 0, size)
             report = await self._gather(
                 key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in providers}
             )
@@ -396,7 +397,7 @@ class StorageWriter:
         and hashing run in a worker thread: multi-MiB copies on the loop stall it for tens of ms."""
         assert self._tee is not None
         chunks, self._pending, self._pending_bytes = self._pending, [], 0
-        part, digest, rest = await asyncio.to_thread(_cut_part, chunks, size, self._tee.digest_kind)
+        part, digest, rest = await run_in_part_thread(_cut_part, chunks, size, self._tee.digest_kind)
         if rest:
             self._pending, self._pending_bytes = [rest], len(rest)
         if await self._tee.feed(part, digest) == 0 and not self._tee.alive:
@@ -466,7 +467,7 @@ async def _file_chunks(
     of it for a provider that fell behind."""
     while offset < size:
         length = min(chunk, size - offset)
-        data, digest = await asyncio.to_thread(read_range, path, offset, length, kind)
+        data, digest = await run_in_part_thread(read_range, path, offset, length, kind)
         offset += length
         yield data, digest
 

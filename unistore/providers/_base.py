@@ -40,6 +40,7 @@ from .._multipart import (
     stream_parts,
 )
 from .._retry import retry
+from .._threads import run_in_part_thread
 from ._protocol import ObjectInfo, ProgressCallback
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -289,7 +290,7 @@ class BaseProvider(ABC):
         if size <= self.transfer.threshold:
             await self.budget.acquire(size)
             try:
-                data, digest = await asyncio.to_thread(read_range, path, 0, size, opts.digest)
+                data, digest = await run_in_part_thread(read_range, path, 0, size, opts.digest)
                 return await self._put_small(key, data, digest, opts, progress)
             finally:
                 self.budget.release(size)
@@ -509,7 +510,7 @@ async def _hash(kind: _integrity.Kind, data: bytes) -> bytes:
     # small buffers hash faster inline than a thread hop costs
     if len(data) < 1024 * 1024:
         return _integrity.digest(kind, data)
-    return await asyncio.to_thread(_integrity.digest, kind, data)
+    return await run_in_part_thread(_integrity.digest, kind, data)
 
 
 WRITE_BATCH = 4 * 1024 * 1024

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import zlib
 from collections.abc import Sequence
 from typing import Literal
@@ -28,6 +27,8 @@ KINDS: tuple[Kind, ...] = ("md5", "crc32")
 
 
 def md5(data: bytes | memoryview) -> bytes:
+    import hashlib  # loads OpenSSL: imported at the first digest, not with unistore
+
     return hashlib.md5(data, usedforsecurity=False).digest()
 
 
@@ -74,6 +75,8 @@ def b64(digest: bytes) -> str:
 
 def multipart_etag(part_md5s: list[bytes]) -> str:
     """S3's multipart ETag: MD5 of the concatenated part MD5s, then '-' and the part count."""
+    import hashlib
+
     joined = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
     return f"{joined}-{len(part_md5s)}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,12 @@ T = TypeVar("T")
 logger = logging.getLogger("unistore.retry")
 
 
+def _uniform() -> float:
+    import random  # imported at the first retry, not with unistore
+
+    return random.random()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -32,7 +37,7 @@ class RetryPolicy:
     base_delay: float = 0.1
     max_delay: float = 5.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
-    rand: Callable[[], float] = field(default=random.random, repr=False)
+    rand: Callable[[], float] = field(default=_uniform, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def delay(self, attempt: int) -> float:

@@ -17,8 +17,10 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +37,8 @@ def _pool() -> ThreadPoolExecutor:
     if _executor is None:
         with _lock:
             if _executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 _executor = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="unistore-parts")
     return _executor
 

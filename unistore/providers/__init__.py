@@ -1,17 +1,18 @@
-"""The built-in providers. Importing this package loads no SDK: `S3Provider` and
-`AzureBlobProvider` are imported on first use, and their SDKs only when one is created."""
+"""The built-in providers. Importing this package loads no SDK: every provider class is imported
+on first use (the local one alone pulls in json, uuid and shutil), and an SDK only when its
+provider is created."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ._protocol import ObjectInfo, Provider
-from .local import LocalProvider
-from .memory import MemoryProvider
 
 if TYPE_CHECKING:
     from .._settings import StorageSettings
     from .azure import AzureBlobProvider
+    from .local import LocalProvider
+    from .memory import MemoryProvider
     from .s3 import S3Provider
 
 __all__ = [
@@ -34,6 +35,14 @@ def __getattr__(name: str) -> Any:
         from .azure import AzureBlobProvider
 
         return AzureBlobProvider
+    if name == "LocalProvider":
+        from .local import LocalProvider
+
+        return LocalProvider
+    if name == "MemoryProvider":
+        from .memory import MemoryProvider
+
+        return MemoryProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -64,9 +73,13 @@ def build_providers(settings: StorageSettings) -> list[Provider]:
             assert settings.azure is not None
             providers.append(AzureBlobProvider.from_settings(settings.azure, settings, transfer=transfer))
         elif name == "local":
+            from .local import LocalProvider
+
             providers.append(
                 LocalProvider(settings.local_root, transfer=transfer, overwrite=settings.overwrite)
             )
         elif name == "memory":
+            from .memory import MemoryProvider
+
             providers.append(MemoryProvider(transfer=transfer, overwrite=settings.overwrite))
     return providers

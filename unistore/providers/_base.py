@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import mimetypes
 import os
 import re
 import stat
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -399,10 +396,8 @@ class BaseProvider(ABC):
         """Stream into a temporary file beside `path`, renamed into place only when complete."""
         check_key(key)
         info = await self.head(key)
-        target = Path(path)
-        fd, tmp = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
-        )
+        target = os.fspath(path)
+        fd, tmp = await asyncio.to_thread(_temp_beside, target)
         written = 0
         try:
             with os.fdopen(fd, "wb") as out:
@@ -430,10 +425,8 @@ class BaseProvider(ABC):
         """The ranged download both cloud providers use: `fetch(fd, start, end)` writes bytes
         [start, end) by offset into a temporary file beside `path`, `max_concurrency` ranges at
         a time; the file is renamed into place when every range is in, removed on any failure."""
-        target = Path(path)
-        fd, tmp = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
-        )
+        target = os.fspath(path)
+        fd, tmp = await asyncio.to_thread(_temp_beside, target)
         ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
         pending = iter(ranges)
 
@@ -494,8 +487,19 @@ async def _source_time_excluded(chunks: AsyncIterator[bytes]) -> AsyncIterator[b
 
 
 def guess_content_type(path: str | os.PathLike[str]) -> str | None:
+    import mimetypes  # imported when first needed: `import unistore` stays cheap
+
     kind, _ = mimetypes.guess_type(os.fspath(path))
     return kind
+
+
+def _temp_beside(target: str) -> tuple[int, str]:
+    """A new hidden `.part` file in `target`'s folder (the same file system, so that the final
+    rename is atomic)."""
+    import tempfile  # with shutil, bz2, lzma and random behind it: imported when first needed
+
+    folder, name = os.path.split(target)
+    return tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
 
 
 def _empty(key: str, path: str | os.PathLike[str] | None = None) -> EmptySourceError:

@@ -94,17 +94,17 @@ async def test_auth_mode_round_trip_and_logs_mode_once(
     provider = make_azure_provider(auth)
     small, big = payload(1000), payload(BIG)
     info = await provider.upload_bytes(small, "rec/small.bin", content_type="video/mp4", metadata={"bot": "b1"})
-    assert info.checksum == "md5:" + _integrity.md5(small).hex()
+    assert info.checksum == "crc64:" + _integrity.crc64(small).hex()  # the default: AZURE_STORAGE_CHECKSUM=crc64
     src = tmp_path / "big.bin"
     src.write_bytes(big)
     big_info = await provider.upload_file(src, "rec/big.bin")
-    assert big_info.size == BIG and big_info.checksum and big_info.checksum.startswith("md5-parts:")
+    assert big_info.size == BIG and big_info.checksum and big_info.checksum.startswith("crc64-parts:")
     assert await provider.download_bytes("rec/small.bin") == small
     await provider.download_file("rec/big.bin", tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == big
     head = await provider.head("rec/small.bin")
     assert (head.content_type, dict(head.metadata), head.size) == ("video/mp4", {"bot": "b1"}, 1000)
-    assert head.checksum == info.checksum  # the MD5 Azure computed on Put Blob
+    assert head.checksum == "md5:" + _integrity.md5(small).hex()  # the MD5 Azure computes on Put Blob
     assert sorted([i.key async for i in provider.list("rec/")]) == ["rec/big.bin", "rec/small.bin"]
 
     level, line = MODE_LINES[auth]
@@ -246,15 +246,18 @@ async def test_unreachable_service_is_transient_and_retried_once_per_attempt(
     assert servers.AZURITE_ACCOUNT_KEY not in str(caught.value)
 
 
+@pytest.mark.parametrize("checksum", ["crc64", "md5"])
 @pytest.mark.parametrize("size", [1000, BIG], ids=["put-blob", "blocks"])
 async def test_body_corrupted_in_transit_is_refused_then_retried(
-    size: int, make_azure_provider: MakeProvider, azurite: servers.AzuriteServer
+    size: int, checksum: str, make_azure_provider: MakeProvider, azurite: servers.AzuriteServer
 ) -> None:
-    """Our MD5 travels as Content-MD5, so the service refuses bytes flipped on the way (Azure:
-    Md5Mismatch; Azurite 3.35+: 400 "Provided contentMD5 doesn't match."): an IntegrityError,
-    retried while the bytes are in hand."""
+    """Our digest travels as x-ms-content-crc64 or Content-MD5, so the service refuses bytes
+    flipped on the way (Azure: Crc64Mismatch / Md5Mismatch; Azurite 3.37: 400 "The CRC64 value
+    specified in the request did not match..." / "Provided contentMD5 doesn't match."): an
+    IntegrityError, retried while the bytes are in hand. Azurite echoes no CRC-64 for a Put
+    Blob, so there its own check is the only one, and this test is what shows it holds."""
     async with FaultProxy.for_url(azurite.blob_url) as proxy:
-        provider = make_azure_provider(**_via(proxy, azurite))
+        provider = make_azure_provider(checksum=checksum, **_via(proxy, azurite))
         proxy.corrupt_next = 1
         data = payload(size)
         await provider.upload_bytes(data, "flip.bin")
@@ -502,6 +505,30 @@ async def test_iter_bytes_stops_early(make_azure_provider: MakeProvider) -> None
     async for chunk in provider.iter_bytes("stream.bin"):
         assert chunk
         break
+
+
+async def test_md5_mode_round_trip(make_azure_provider: MakeProvider, tmp_path: Path) -> None:
+    provider = make_azure_provider(checksum="md5")
+    assert provider.digests == ("md5",)
+    small, big = payload(1000), payload(BIG)
+    info = await provider.upload_bytes(small, "md5/small.bin")
+    assert info.checksum == "md5:" + _integrity.md5(small).hex()
+    assert (await provider.head("md5/small.bin")).checksum == info.checksum  # stored as x-ms-blob-content-md5
+    big_info = await provider.upload_bytes(big, "md5/big.bin")
+    assert big_info.checksum and big_info.checksum.startswith("md5-parts:")
+    assert await provider.download_bytes("md5/big.bin") == big
+
+
+def test_crc64_without_awscrt_names_both_fixes(azurite: servers.AzuriteServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unistore import MissingDependencyError
+
+    monkeypatch.setattr(_integrity, "crc64_available", lambda: False)
+    with pytest.raises(MissingDependencyError) as caught:
+        AzureBlobProvider(container="recordings", connection_string=azurite.connection_string)
+    assert "awscrt" in str(caught.value) and "unistore[azure]" in str(caught.value)
+    assert "AZURE_STORAGE_CHECKSUM=md5" in str(caught.value)
+    # MD5 needs nothing more
+    AzureBlobProvider(container="recordings", connection_string=azurite.connection_string, checksum="md5")
 
 
 def test_from_settings_and_config_errors(azurite: servers.AzuriteServer) -> None:

@@ -694,9 +694,10 @@ async def test_a_byte_corrupted_in_transit_is_detected_and_retried_never_stored(
 ) -> None:
     """One byte in the middle of the next request body is flipped on its way to the server: the
     body of a single put (S3 PutObject, Azure Put Blob) or of one part (S3 UploadPart, Azure Put
-    Block; whichever body reaches the proxy first). Every body carries its Content-MD5: the
-    server refuses the corrupted one (S3 `BadDigest`, Azure `Md5Mismatch`; Azurite 3.35 does
-    check it), the provider maps that to an `IntegrityError`, which is retried once with the
+    Block; whichever body reaches the proxy first). Every body carries its digest (S3 CRC32,
+    Azure CRC-64, the defaults): the server refuses the corrupted one (S3 `BadDigest`, Azure
+    `Crc64Mismatch`; Azurite 3.37 does check it), the provider maps that to an
+    `IntegrityError`, which is retried once with the
     bytes still in hand, and the object stored is exactly the source (read back directly). The
     corruption is never reported as a success; the providers would also refuse a success whose
     reported digest differs from ours."""
@@ -711,5 +712,5 @@ async def test_a_byte_corrupted_in_transit_is_detected_and_retried_never_stored(
     assert info.size == size
     assert await make_direct().download_bytes(key) == data
     retries = [r.getMessage() for r in caplog.records if r.name == "unistore.retry"]
-    code = {"s3": "BadDigest", "azure": "Md5Mismatch"}[name]
+    code = {"s3": "BadDigest", "azure": "Crc64Mismatch"}[name]
     assert len(retries) == 1 and f"code={code}" in retries[0] and f"[{name}]" in retries[0], retries

@@ -307,20 +307,30 @@ async def test_fan_out_hashes_each_byte_once(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize(
-    ("kinds", "expected"),
-    [((("crc32", "md5"), ("crc32", "md5")), "crc32"), ((("crc32", "md5"), ("md5",)), "md5")],
-    ids=["all-take-crc32", "one-takes-md5-only"],
+    ("kinds", "expected", "own"),
+    [
+        ((("crc32", "md5"), ("crc32", "md5")), "crc32", ("crc32", "crc32")),
+        ((("crc32", "md5"), ("md5",)), "md5", ("md5", "md5")),
+        ((("crc32", "md5"), ("crc64", "md5")), "crc32", ("crc32", "crc64")),
+    ],
+    ids=["all-take-crc32", "one-takes-md5-only", "s3-crc32-azure-crc64"],
 )
-async def test_fan_out_hashes_once_with_the_kind_every_provider_accepts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kinds: tuple[tuple[str, ...], ...], expected: str
+async def test_fan_out_hashes_each_chunk_once_per_kind_it_needs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kinds: tuple[tuple[str, ...], ...],
+    expected: str,
+    own: tuple[str, str],
 ) -> None:
-    """S3 alone verifies the cheap CRC32; next to Azure (MD5 only), one MD5 pass serves both."""
+    """S3 alone verifies the cheap CRC32; next to an MD5-only Azure one MD5 pass serves both;
+    next to a CRC-64 Azure, the fan-out computes CRC32 and Azure its own CRC-64 (far cheaper
+    than MD5 for both)."""
     import unistore._integrity as integrity
 
     data = bytes(range(256)) * (4 * 4096 * 5)  # 20 MiB = 4 parts of 5 MiB
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    hashed: dict[str, int] = {"md5": 0, "crc32": 0}
+    hashed: dict[str, int] = {"md5": 0, "crc32": 0, "crc64": 0}
     for name in hashed:
         original = getattr(integrity, name)
 
@@ -337,10 +347,10 @@ async def test_fan_out_hashes_once_with_the_kind_every_provider_accepts(
     assert storage.digest_kind == expected
     report = await storage.upload_file(src, "big.bin")
     assert report.ok
-    assert hashed == {"md5": 0, "crc32": 0, expected: len(data)}
-    for result in report.results.values():
-        assert result.info is not None and result.info.checksum
-        assert result.info.checksum.startswith(f"{expected}-parts:")
+    assert hashed == {"md5": 0, "crc32": 0, "crc64": 0} | {kind: len(data) for kind in own}
+    for name, kind in zip(("a", "b"), own, strict=True):
+        info = report.results[name].info
+        assert info is not None and info.checksum and info.checksum.startswith(f"{kind}-parts:")
 
 
 async def test_file_fan_out_is_not_held_back_by_a_stalled_provider(tmp_path: Path) -> None:

@@ -189,15 +189,29 @@ def test_redact() -> None:
     assert "AccountName=a" in out and "sv=2021" in out
 
 
-def test_common_digest_kind_of_a_fan_out() -> None:
+def test_digest_kind_of_a_fan_out_costs_least_in_all() -> None:
     s3: tuple[_integrity.Kind, ...] = ("crc32", "md5")
-    azure: tuple[_integrity.Kind, ...] = ("md5",)
-    assert _integrity.common_kind([s3]) == "crc32"
-    assert _integrity.common_kind([s3, s3]) == "crc32"
-    assert _integrity.common_kind([s3, azure]) == "md5", "Azure verifies MD5 only: one hash serves both"
-    assert _integrity.common_kind([azure, s3]) == "md5"
-    assert _integrity.common_kind([("md5",), ("crc32",)]) is None
-    assert _integrity.common_kind([]) is None
+    azure_md5: tuple[_integrity.Kind, ...] = ("md5",)
+    azure: tuple[_integrity.Kind, ...] = ("crc64", "md5")
+    assert _integrity.fanout_kind([s3]) == "crc32"
+    assert _integrity.fanout_kind([s3, s3]) == "crc32"
+    assert _integrity.fanout_kind([s3, azure_md5]) == "md5", "an MD5-only Azure: one MD5 pass serves both"
+    assert _integrity.fanout_kind([azure_md5, s3]) == "md5"
+    # CRC32 for S3 plus Azure's own CRC-64 costs far less than one MD5 for both
+    assert _integrity.fanout_kind([s3, azure]) == "crc32"
+    assert _integrity.fanout_kind([azure, s3]) == "crc64"
+    assert _integrity.fanout_kind([azure, azure]) == "crc64"
+    assert _integrity.fanout_kind([("md5",), ("crc32",)]) == "md5"
+    assert _integrity.fanout_kind([]) is None
+
+
+def test_azure_crc64_is_crc64_nvme() -> None:
+    # the catalogue's check value of CRC-64/NVME, and the x-ms-content-crc64 Azure documents
+    # for "Hello World" (little-endian bytes, base64)
+    assert int.from_bytes(_integrity.crc64(b"123456789"), "little") == 0xAE8B14860A799888
+    assert _integrity.b64(_integrity.crc64(b"Hello World")) == "YeJLfssylmU="
+    assert _integrity.crc64(memoryview(b"Hello World")) == _integrity.digest("crc64", b"Hello World")
+    assert _integrity.parts_label("crc64", [_integrity.crc64(b"a")]).startswith("crc64-parts:")
 
 
 def test_digest_kinds_and_their_labels() -> None:

@@ -21,7 +21,7 @@ ALL_VARS = [
     "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_S3_ADDRESSING_STYLE", "AWS_REQUEST_CHECKSUM_CALCULATION",
     "AWS_S3_CHECKSUM",
     "AZURE_STORAGE_CONTAINER_NAME", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_URL", "AZURE_CLIENT_ID",
+    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_URL", "AZURE_CLIENT_ID", "AZURE_STORAGE_CHECKSUM",
 ]
 SECRET_KEY = "SECRETsecretSECRET/abc+123=="
 ACCOUNT_KEY = "QUNDT1VOVEtFWWFjY291bnRrZXlBQ0NPVU5US0VZ"
@@ -244,3 +244,15 @@ def test_readme_table_is_generated_from_the_declarations() -> None:
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     end = readme.index("<!-- settings-table:end -->")
     assert readme[start:end].strip() == settings_table(), "regenerate with: python -m unistore config"
+
+
+def test_azure_checksum_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unistore import AzureSettings, ConfigError
+
+    assert AzureSettings().checksum == "crc64"
+    monkeypatch.setenv("AZURE_STORAGE_CHECKSUM", " MD5 ")
+    assert AzureSettings().checksum == "md5"
+    monkeypatch.setenv("AZURE_STORAGE_CHECKSUM", "sha256")
+    with pytest.raises(ConfigError) as caught:
+        AzureSettings()
+    assert "AZURE_STORAGE_CHECKSUM" in str(caught.value) and "'crc64' or 'md5'" in str(caught.value)

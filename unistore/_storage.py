@@ -149,12 +149,12 @@ class Storage:
 
     @property
     def digest_kind(self) -> _integrity.Kind:
-        """The digest a fan-out computes once per chunk for every provider: one they all accept
-        (`_integrity.common_kind`). A provider that accepts none of it hashes for itself; one
-        that declares nothing (a custom `Provider`) is assumed to take MD5."""
+        """The digest a fan-out computes once per chunk for every provider that accepts it
+        (`_integrity.fanout_kind`); a provider that does not hashes its parts itself with its
+        own kind. One that declares nothing (a custom `Provider`) is assumed to take MD5."""
         default: tuple[_integrity.Kind, ...] = ("md5",)
         accepted: list[Sequence[_integrity.Kind]] = [getattr(p, "digests", default) for p in self._providers.values()]
-        return _integrity.common_kind(accepted) or "md5"
+        return _integrity.fanout_kind(accepted) or "md5"
 
     def __repr__(self) -> str:
         return f"<Storage providers={list(self._providers)} require={self.require!r}>"

@@ -1,11 +1,12 @@
-"""Azure Put Blob as a signed PUT on the provider's aiohttp session (the one its SDK client uses).
+"""Azure Put Blob and Put Block as signed PUTs on the provider's aiohttp session (the one its
+SDK client uses).
 
 azure-core's pipeline spends about 1.3 ms of loop CPU on every request (a dozen policies, each a
 coroutine layer), and `ContainerClient.get_blob_client` another 0.6 ms (a generated client
 with its serializers, built per blob). For a 64 KiB recording chunk that is most of the cost,
 and with 32 uploads in flight it adds up to 60 ms of lateness in one loop turn. Single puts
-have one shape, so they are built and signed here; blocks, commits, reads, listings and SAS
-stay on the SDK, whose client this path takes its settings from:
+and blocks have one shape each, so they are built and signed here; commits, reads, listings
+and SAS stay on the SDK, whose client this path takes its settings from:
 
 - the container URL, the API version and the credential of the provider's `ContainerClient`,
   so the three auth modes are the SDK's own: Shared Key (account key or connection string),
@@ -41,6 +42,13 @@ _SIGNED = (
     "content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
     "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
 )
+
+
+def block_query(block_id: str) -> dict[str, str]:
+    """The query of a Put Block, URL-encoded as sent: the id in base64, as the SDK sends it (and
+    as its `commit_block_list` names it again)."""
+    encoded = base64.b64encode(block_id.encode("utf-8")).decode("ascii")
+    return {"comp": "block", "blockid": urllib.parse.quote(encoded, safe="")}
 
 
 def blob_path(container_path: str, key: str) -> str:
@@ -117,17 +125,24 @@ class BlobPut:
     async def put(self, key: str, data: bytes, headers: dict[str, str]) -> Answer:
         """One Put Blob of `data` as a block blob; `headers` (lower-case names) are the blob's
         properties, metadata and conditions. Errors come back as an `Answer`, not raised."""
+        return await self._send(key, {}, data, {**headers, "x-ms-blob-type": "BlockBlob"})
+
+    async def put_block(self, key: str, block_id: str, data: bytes, headers: dict[str, str]) -> Answer:
+        """One Put Block of `data` under `block_id` (before base64); `headers` carry its digest."""
+        return await self._send(key, block_query(block_id), data, headers)
+
+    async def _send(self, key: str, query: dict[str, str], data: bytes, headers: dict[str, str]) -> Answer:
         path = blob_path(self._path, key)
         signed = dict(headers)
         signed["x-ms-version"] = self._version
         signed["x-ms-date"] = formatdate(usegmt=True)
-        signed["x-ms-blob-type"] = "BlockBlob"
         signed["content-length"] = str(len(data))
         if self._key is not None and self._account is not None:
-            signed["authorization"] = shared_key_signature(self._account, self._key, "PUT", path, {}, signed)
+            signed["authorization"] = shared_key_signature(self._account, self._key, "PUT", path, query, signed)
         elif self._tokens is not None:
             signed["authorization"] = "Bearer " + await self._bearer()
-        url = self._origin + path + (f"?{self._sas}" if self._sas else "")
+        params = [f"{name}={value}" for name, value in query.items()] + ([self._sas] if self._sas else [])
+        url = self._origin + path + ("?" + "&".join(params) if params else "")
         status, answer, body = await put_body(self._session, url, data, signed, socket_timeouts=self._timeout)
         if status < 300:
             return Answer(status, answer, None, "")

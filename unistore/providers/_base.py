@@ -124,7 +124,8 @@ class BaseProvider(ABC):
     limits: ClassVar[PartLimits] = PartLimits()
     digests: tuple[_integrity.Kind, ...] = ("md5",)
     """Digest kinds this provider can have the service verify, most preferred first; an upload
-    uses the first, or, in a fan-out, the one every provider accepts (`_integrity.common_kind`)."""
+    uses the first, or, in a fan-out, the one the fan-out computes for all when this provider
+    accepts it (`_integrity.fanout_kind`)."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_cases import CONFIG_NOTES, UNISTORE, Case, GiB
+from tests.bench.bench_cases import CONFIG_NOTES, UNISTORE, Case, GiB, is_unistore
 
 Plan = Sequence[tuple[Case, Sequence[str]]]
 
@@ -117,11 +117,11 @@ def results_table(data: Runs, plan: Plan) -> str:
             headline = f"{_spread(data.values(case.name, config, field))} {unit}" if ok else "failed"
             ratios = ""
             own = data.median(case.name, config, field)
-            if config == UNISTORE and own:
+            if is_unistore(config) and own:
                 parts = []
                 for peer in configs:
                     theirs = data.median(case.name, peer, field)
-                    if peer != UNISTORE and theirs:
+                    if not is_unistore(peer) and theirs:
                         parts.append(f"{peer} {own / theirs:.2f}x")
                 ratios = ", ".join(parts)
             if case.kind == "import":
@@ -304,7 +304,7 @@ def chart(path: Path, data: Runs, plan: Plan, title: str) -> None:
             meds.append(med)
             lows.append(med - min(values))
             highs.append(max(values) - med)
-            colors.append("#d9480f" if config == UNISTORE else "#868e96")
+            colors.append("#d9480f" if config == UNISTORE else "#f59f00" if is_unistore(config) else "#868e96")
         ax.bar(range(len(names)), meds, yerr=[lows, highs], color=colors, capsize=3)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_cases import CASES_BY_NAME, DOWNLOAD_SOURCE_KEY, SDK_MODULES, Case
+from tests.bench.bench_cases import CASES_BY_NAME, DOWNLOAD_SOURCE_KEY, SDK_MODULES, Case, is_unistore
 from tests.bench.bench_measure import MiB, Probe, parse_server_pids, vm_status, write_scratch
 
 RESULT_PREFIX = "BENCH_RESULT "
@@ -206,7 +206,7 @@ def _concurrency(config: str) -> int:
 @contextlib.asynccontextmanager
 async def upload(env: Env) -> AsyncIterator[Op]:
     path, key, target, config = env.source, env.key, env.case.target, env.config
-    if config == "unistore":
+    if is_unistore(config):
         async with unistore_storage(env) as storage:
 
             async def op() -> None:
@@ -285,7 +285,7 @@ def _stream_chunks(env: Env, chunk: int = MiB) -> Iterator[bytes]:
 
 @contextlib.asynccontextmanager
 async def stream(env: Env) -> AsyncIterator[Op]:
-    if env.config == "unistore":
+    if is_unistore(env.config):
         async with unistore_storage(env) as storage:
 
             async def op() -> None:
@@ -339,7 +339,7 @@ async def small(env: Env) -> AsyncIterator[Op]:
 
         await asyncio.gather(*(one(k) for k in keys))
 
-    if env.config == "unistore":
+    if is_unistore(env.config):
         async with unistore_storage(env) as storage:
 
             async def put_unistore(key: str) -> None:
@@ -367,7 +367,7 @@ async def small(env: Env) -> AsyncIterator[Op]:
 @contextlib.asynccontextmanager
 async def download(env: Env) -> AsyncIterator[Op]:
     key, dest, target = DOWNLOAD_SOURCE_KEY, env.download_path, env.case.target
-    if env.config == "unistore":
+    if is_unistore(env.config):
         async with unistore_storage(env) as storage:
             provider = storage.provider(target)
 
@@ -493,7 +493,7 @@ def run_import(env: Env) -> dict[str, Any]:
     module = IMPORTS[env.config]
     code = _IMPORT_PROBE.format(module=module, sdks=SDK_MODULES, top=module.split(".")[0])
     cwd = str(Path(__file__).resolve().parents[2])
-    if env.config == "unistore":
+    if is_unistore(env.config):
         # pip compiles an installed wheel's bytecode at install time, so the peers import from
         # .pyc files; this editable checkout has none where PYTHONDONTWRITEBYTECODE is set (as on
         # these machines), and would be timed compiling every module from source (~35 ms here)
@@ -510,7 +510,7 @@ def run_import(env: Env) -> dict[str, Any]:
         "import_ms": round(probe["import_s"] * 1000, 1),
         "sdk_modules": probe["sdk_modules"],
     }
-    if env.config == "unistore":
+    if is_unistore(env.config):
         result["importtime_top"] = _importtime_top(code.split("import time")[0] + f"import {module}", cwd)
     emit(result)
     return result

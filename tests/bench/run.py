@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import servers
-from tests.bench.bench_cases import CASES, DOWNLOAD_SOURCE_KEY, UNISTORE, Case, GiB, MiB
+from tests.bench.bench_cases import CASES, DOWNLOAD_SOURCE_KEY, UNISTORE_VARIANTS, Case, GiB, MiB, is_unistore
 from tests.bench.bench_workers import RESULT_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,10 +211,11 @@ def run_worker(
     )
     if case.kind in ("upload", "download"):
         env["BENCH_SOURCE"] = str(sources[size])
-    if config == UNISTORE and case.target != "none":
+    if is_unistore(config) and case.target != "none":
         env["STORAGE_UPLOAD_MODE"] = case.target
         env.update(unistore_env)
-    if profile_dir is not None and config == UNISTORE:
+        env.update(UNISTORE_VARIANTS.get(config, {}))
+    if profile_dir is not None and is_unistore(config):
         env["BENCH_PROFILE"] = str(profile_dir / f"profile-{case.name}-{config}-r{round_no}")
     argv = [sys.executable, "-m", "tests.bench.bench_workers", case.name, config]
     quiet_began = time.perf_counter()

@@ -519,12 +519,20 @@ async def test_md5_mode_round_trip(make_azure_provider: MakeProvider, tmp_path: 
     assert await provider.download_bytes("md5/big.bin") == big
 
 
+async def test_auto_checksum_against_azurite_is_md5(make_azure_provider: MakeProvider) -> None:
+    # Azurite checks MD5 natively but CRC-64 in JavaScript (3.5x its CPU): `auto` picks MD5 there
+    provider = make_azure_provider(checksum="auto")
+    assert provider.checksum == "md5" and provider.digests == ("md5",)
+    info = await provider.upload_bytes(b"auto", "auto.bin")
+    assert info.checksum == "md5:" + _integrity.md5(b"auto").hex()
+
+
 def test_crc64_without_awscrt_names_both_fixes(azurite: servers.AzuriteServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from unistore import MissingDependencyError
 
     monkeypatch.setattr(_integrity, "crc64_available", lambda: False)
     with pytest.raises(MissingDependencyError) as caught:
-        AzureBlobProvider(container="recordings", connection_string=azurite.connection_string)
+        AzureBlobProvider(container="recordings", connection_string=azurite.connection_string, checksum="crc64")
     assert "awscrt" in str(caught.value) and "unistore[azure]" in str(caught.value)
     assert "AZURE_STORAGE_CHECKSUM=md5" in str(caught.value)
     # MD5 needs nothing more

@@ -249,10 +249,34 @@ def test_readme_table_is_generated_from_the_declarations() -> None:
 def test_azure_checksum_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from unistore import AzureSettings, ConfigError
 
-    assert AzureSettings().checksum == "crc64"
+    assert AzureSettings().checksum == "auto"
     monkeypatch.setenv("AZURE_STORAGE_CHECKSUM", " MD5 ")
     assert AzureSettings().checksum == "md5"
     monkeypatch.setenv("AZURE_STORAGE_CHECKSUM", "sha256")
     with pytest.raises(ConfigError) as caught:
         AzureSettings()
     assert "AZURE_STORAGE_CHECKSUM" in str(caught.value) and "'crc64' or 'md5'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"account_name": "recordingsprod"}, "crc64"),
+        ({"connection_string": f"DefaultEndpointsProtocol=https;AccountName=prod;AccountKey={ACCOUNT_KEY};"
+          "EndpointSuffix=core.windows.net"}, "crc64"),
+        ({"account_name": "prod", "account_url": "https://prod.privatelink.blob.core.windows.net"}, "crc64"),
+        ({"connection_string": "UseDevelopmentStorage=true"}, "md5"),
+        ({"connection_string": f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+          "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"}, "md5"),
+        ({"account_name": "acct", "account_url": "http://localhost:10000/acct"}, "md5"),
+        ({"account_name": "acct", "account_url": "https://[::1]:10000/acct"}, "md5"),
+    ],
+    ids=["azure-identity", "azure-connection-string", "azure-private-endpoint", "dev-storage",
+         "azurite-connection-string", "localhost", "ipv6-loopback"],
+)
+def test_auto_checksum_is_crc64_on_azure_and_md5_on_an_emulator(fields: dict[str, str], expected: str) -> None:
+    from unistore import AzureSettings
+
+    settings = AzureSettings(container="recordings", **fields)  # type: ignore[arg-type]
+    assert settings.effective_checksum == expected
+    assert AzureSettings(container="recordings", checksum="crc64", **fields).effective_checksum == "crc64"  # type: ignore[arg-type]

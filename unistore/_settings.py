@@ -23,6 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ._errors import ConfigError
 from ._logging import redact
 
+DEV_ACCOUNT = "devstoreaccount1"
+"""The account name of Azure's storage emulators (Azurite, and UseDevelopmentStorage=true)."""
+
 logger = logging.getLogger("unistore")
 
 MiB = 1024 * 1024
@@ -322,14 +325,15 @@ class AzureSettings(_EnvSettings):
         validation_alias=AliasChoices("AZURE_CLIENT_ID", "client_id"),
         description="Client id of a user-assigned managed identity.",
     )
-    checksum: Literal["crc64", "md5"] = Field(
-        "crc64",
+    checksum: Literal["auto", "crc64", "md5"] = Field(
+        "auto",
         validation_alias=AliasChoices("AZURE_STORAGE_CHECKSUM", "checksum"),
         description=(
             "Digest each Put Blob and Put Block carries for the service to verify: `crc64` "
             "(`x-ms-content-crc64`, 25x cheaper to compute than MD5, via awscrt) or `md5` "
-            "(`Content-MD5`). Azurite computes CRC-64 in JavaScript: where it shares the "
-            "client's cores, `md5` is faster end to end."
+            "(`Content-MD5`). `auto`: `crc64`, except `md5` against an emulator (the development "
+            "account, or an endpoint on an IP address or localhost), since Azurite checks MD5 "
+            "natively but CRC-64 in JavaScript, at 3.5x its CPU."
         ),
     )
 
@@ -409,6 +413,42 @@ class AzureSettings(_EnvSettings):
                 variables=["AZURE_STORAGE_CONTAINER_NAME"],
             )
         return self.container
+
+    @property
+    def emulator(self) -> bool:
+        """True for an Azurite-style endpoint: the development account, or a blob endpoint on
+        an IP address or localhost (which carries the account in its path). Azure's own
+        endpoints, private ones included, are host names (`<account>.blob.core.windows.net`)."""
+        parts: dict[str, str] = {}
+        if self.connection_string is not None:
+            try:
+                raw = parse_connection_string(self.connection_string.get_secret_value())
+                parts = {name.lower(): value for name, value in raw.items()}
+            except ConfigError:
+                parts = {}
+            if parts.get("usedevelopmentstorage", "").lower() == "true":
+                return True
+        account = parts.get("accountname") or self.account_name
+        if account == DEV_ACCOUNT:
+            return True
+        url = parts.get("blobendpoint") or self.account_url
+        if not url:
+            return False
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def effective_checksum(self) -> Literal["crc64", "md5"]:
+        """What `checksum` means for this endpoint (`auto` resolved)."""
+        if self.checksum == "auto":
+            return "md5" if self.emulator else "crc64"
+        return self.checksum
 
     @property
     def effective_account_url(self) -> str | None:

@@ -297,7 +297,7 @@ class AzureBlobProvider(BaseProvider):
         overwrite: bool = True,
         budget: BufferBudget | None = None,
         name: str = "azure",
-        checksum: Literal["crc64", "md5"] = "crc64",
+        checksum: Literal["auto", "crc64", "md5"] = "auto",
     ) -> None:
         transfer = transfer or Transfer()
         if transfer.threshold > MAX_PUT_BLOB:
@@ -313,20 +313,24 @@ class AzureBlobProvider(BaseProvider):
             account_url=account_url,
             client_id=client_id,
         )
+        if checksum not in ("auto", "crc64", "md5"):
+            raise ConfigError(
+                f"AZURE_STORAGE_CHECKSUM must be auto, crc64 or md5, not {checksum!r}",
+                variables=["AZURE_STORAGE_CHECKSUM"],
+            )
         self.container = self._settings.require_container()
         self.auth_mode: AzureAuthMode = self._settings.auth_mode
         _require("azure.storage.blob", "azure-storage-blob")
         _require("aiohttp", "aiohttp")
         if self.auth_mode == "managed_identity":
             _require("azure.identity", "azure-identity")
-        if checksum not in ("crc64", "md5"):
-            raise ConfigError(
-                f"AZURE_STORAGE_CHECKSUM must be crc64 or md5, not {checksum!r}", variables=["AZURE_STORAGE_CHECKSUM"]
-            )
-        if checksum == "crc64" and not _integrity.crc64_available():
+        self.checksum: Literal["crc64", "md5"] = (
+            self._settings.model_copy(update={"checksum": checksum}).effective_checksum
+        )
+        """The digest kind in use (`auto` resolved for this endpoint)."""
+        if self.checksum == "crc64" and not _integrity.crc64_available():
             raise MissingDependencyError("azure", "awscrt", instead="set AZURE_STORAGE_CHECKSUM=md5")
-        self.checksum = checksum
-        self.digests: tuple[_integrity.Kind, ...] = ("crc64", "md5") if checksum == "crc64" else ("md5",)
+        self.digests: tuple[_integrity.Kind, ...] = ("crc64", "md5") if self.checksum == "crc64" else ("md5",)
         self._verify: bool | str = (
             connection_verify if isinstance(connection_verify, bool) else os.fspath(connection_verify)
         )
@@ -399,6 +403,10 @@ class AzureBlobProvider(BaseProvider):
     async def _connect(self) -> None:
         from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.blob.aio import BlobServiceClient
+
+        if self.checksum == "crc64":
+            # ~50 ms: here with the SDK, not inside the first upload's digest
+            import awscrt.checksums  # noqa: F401
 
         ssl_param: bool | ssl.SSLContext = self._verify if isinstance(self._verify, bool) else True
         if isinstance(self._verify, str):

@@ -67,6 +67,12 @@ class _EnvSettings(BaseSettings):
         except ValidationError as exc:
             raise _config_error(type(self), exc) from None
 
+    # S3Settings and AzureSettings: AWS_S3_CHECKSUM=CRC32 and AZURE_STORAGE_CHECKSUM=" MD5 " are fine
+    @field_validator("checksum", mode="before", check_fields=False)
+    @classmethod
+    def _lower_checksum(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
 
 def _config_error(model: type[_EnvSettings], exc: ValidationError) -> ConfigError:
     names: list[str] = []
@@ -224,11 +230,6 @@ class S3Settings(_EnvSettings):
         ),
     )
 
-    @field_validator("checksum", mode="before")
-    @classmethod
-    def _lower_checksum(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
     @model_validator(mode="after")
     def _check(self) -> S3Settings:
         if self.bucket is not None:
@@ -336,11 +337,6 @@ class AzureSettings(_EnvSettings):
             "natively but CRC-64 in JavaScript, at 3.5x its CPU."
         ),
     )
-
-    @field_validator("checksum", mode="before")
-    @classmethod
-    def _lower_checksum(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> AzureSettings:

@@ -487,7 +487,7 @@ async def test_list_follows_every_page(make_azure_provider: MakeProvider, monkey
 async def test_download_file_in_parallel_ranges(
     make_azure_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(azure_module, "DOWNLOAD_PART", 256 * 1024)
+    monkeypatch.setattr(azure_module, "FILE_RANGE", 256 * 1024)
     provider = make_azure_provider()
     data = payload(3 * MiB + 17)
     await provider.upload_bytes(data, "ranges.bin")

@@ -640,3 +640,22 @@ async def test_connection_string_with_a_container_sas(
     assert await provider.download_bytes("sas-conn/small.bin") == small
     assert await provider.download_bytes("sas-conn/big.bin") == big
     assert provider._blob_put is not None, "single puts went through the signed path"
+
+
+@pytest.mark.parametrize("checksum", ["crc64", "md5"])
+async def test_sdk_path_for_a_credential_the_signer_does_not_know(
+    checksum: str, make_azure_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Put Blob and Put Block fall back to the SDK's generated calls, with the same digest
+    from unistore.providers import _azure_put
+
+    monkeypatch.setattr(_azure_put.BlobPut, "usable", property(lambda self: False))
+    provider = make_azure_provider(checksum=checksum)
+    small, big = payload(1000), payload(BIG)
+    info = await provider.upload_bytes(small, f"sdk-{checksum}/small.bin")
+    assert provider._blob_put is None
+    assert info.checksum == f"{checksum}:" + _integrity.digest(checksum, small).hex()  # type: ignore[arg-type]
+    big_info = await provider.upload_bytes(big, f"sdk-{checksum}/big.bin")
+    assert big_info.checksum and big_info.checksum.startswith(f"{checksum}-parts:")
+    assert await provider.download_bytes(f"sdk-{checksum}/small.bin") == small
+    assert await provider.download_bytes(f"sdk-{checksum}/big.bin") == big

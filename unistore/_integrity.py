@@ -28,7 +28,6 @@ from typing import Literal
 from ._errors import IntegrityError
 
 Kind = Literal["md5", "crc32", "crc64"]
-KINDS: tuple[Kind, ...] = ("md5", "crc32", "crc64")
 COST: dict[Kind, int] = {"crc64": 1, "crc32": 4, "md5": 25}
 """Relative CPU per byte of each kind, measured here (awscrt CRC-64, zlib CRC32, OpenSSL MD5)."""
 
@@ -89,8 +88,6 @@ def fanout_kind(accepted: Sequence[Sequence[Kind]]) -> Kind | None:
     """The kind a fan-out hashes once for every provider that accepts it; a provider that does
     not hashes each part itself with its own first kind. The choice costs least in all
     (`COST`); on a tie, the first provider's preference wins. None with no providers."""
-    if not accepted:
-        return None
 
     def total(kind: Kind) -> int:
         return COST[kind] + sum(COST[kinds[0]] for kinds in accepted if kinds and kind not in kinds)

@@ -356,14 +356,14 @@ class AzureSettings(_EnvSettings):
                     "AZURE_STORAGE_CONNECTION_STRING is set but empty",
                     variables=["AZURE_STORAGE_CONNECTION_STRING"],
                 )
-            parts = parse_connection_string(self.connection_string.get_secret_value())
+            parts = self._connection_parts()  # refuses a malformed or incomplete string first
             if self.account_key is not None:
                 raise ConfigError(
                     "AZURE_STORAGE_CONNECTION_STRING and AZURE_STORAGE_ACCOUNT_KEY are both set: "
                     "keep one (the connection string already carries its key)",
                     variables=["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY"],
                 )
-            in_string = {k.lower(): v for k, v in parts.items()}.get("accountname")
+            in_string = parts.get("accountname")
             if self.account_name and in_string and in_string != self.account_name:
                 raise ConfigError(
                     "AZURE_STORAGE_ACCOUNT_NAME names another account than "
@@ -415,15 +415,9 @@ class AzureSettings(_EnvSettings):
         """True for an Azurite-style endpoint: the development account, or a blob endpoint on
         an IP address or localhost (which carries the account in its path). Azure's own
         endpoints, private ones included, are host names (`<account>.blob.core.windows.net`)."""
-        parts: dict[str, str] = {}
-        if self.connection_string is not None:
-            try:
-                raw = parse_connection_string(self.connection_string.get_secret_value())
-                parts = {name.lower(): value for name, value in raw.items()}
-            except ConfigError:
-                parts = {}
-            if parts.get("usedevelopmentstorage", "").lower() == "true":
-                return True
+        parts = self._connection_parts()
+        if parts.get("usedevelopmentstorage", "").lower() == "true":
+            return True
         account = parts.get("accountname") or self.account_name
         if account == DEV_ACCOUNT:
             return True
@@ -438,6 +432,13 @@ class AzureSettings(_EnvSettings):
         except ValueError:
             return False
         return True
+
+    def _connection_parts(self) -> dict[str, str]:
+        """The connection string's `Name=value` parts, names in lower case; {} without one."""
+        if self.connection_string is None:
+            return {}
+        parts = parse_connection_string(self.connection_string.get_secret_value())
+        return {name.lower(): value for name, value in parts.items()}
 
     @property
     def effective_checksum(self) -> Literal["crc64", "md5"]:

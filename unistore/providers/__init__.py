@@ -26,24 +26,17 @@ __all__ = [
 ]
 
 
+_MODULES = {"S3Provider": "s3", "AzureBlobProvider": "azure", "LocalProvider": "local", "MemoryProvider": "memory"}
+"""The module of each provider class, imported when the class is first asked for."""
+
+
 def __getattr__(name: str) -> Any:
-    if name == "S3Provider":
-        from .s3 import S3Provider
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return S3Provider
-    if name == "AzureBlobProvider":
-        from .azure import AzureBlobProvider
-
-        return AzureBlobProvider
-    if name == "LocalProvider":
-        from .local import LocalProvider
-
-        return LocalProvider
-    if name == "MemoryProvider":
-        from .memory import MemoryProvider
-
-        return MemoryProvider
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 def build_providers(settings: StorageSettings) -> list[Provider]:

@@ -250,6 +250,20 @@ def _require(module: str, package: str) -> None:
         raise MissingDependencyError("azure", package)
 
 
+_DIGEST_HEADER = {"md5": "Content-MD5", "crc64": "x-ms-content-crc64"}
+"""The header that carries each digest kind on a request, and echoes it on the answer."""
+_SDK_DIGEST = {
+    "md5": ("transactional_content_md5", "content_md5"),
+    "crc64": ("transactional_content_crc64", "content_crc64"),
+}
+"""The same through the SDK: the keyword its call takes, and the key of the headers it returns."""
+
+
+def _echoed(answer: Answer, kind: _integrity.Kind) -> bytes | None:
+    stored = answer.headers.get(_DIGEST_HEADER[kind])
+    return base64.b64decode(stored) if stored else None
+
+
 def _raise_for(answer: Answer) -> None:
     """A signed request's error answer as the SDK would raise it, for `_map_errors`."""
     if answer.status < 300:
@@ -317,21 +331,15 @@ class AzureBlobProvider(BaseProvider):
             account_key=as_secret(account_key),
             account_url=account_url,
             client_id=client_id,
+            checksum=checksum,
         )
-        if checksum not in ("auto", "crc64", "md5"):
-            raise ConfigError(
-                f"AZURE_STORAGE_CHECKSUM must be auto, crc64 or md5, not {checksum!r}",
-                variables=["AZURE_STORAGE_CHECKSUM"],
-            )
         self.container = self._settings.require_container()
         self.auth_mode: AzureAuthMode = self._settings.auth_mode
         _require("azure.storage.blob", "azure-storage-blob")
         _require("aiohttp", "aiohttp")
         if self.auth_mode == "managed_identity":
             _require("azure.identity", "azure-identity")
-        self.checksum: Literal["crc64", "md5"] = (
-            self._settings.model_copy(update={"checksum": checksum}).effective_checksum
-        )
+        self.checksum: Literal["crc64", "md5"] = self._settings.effective_checksum
         """The digest kind in use (`auto` resolved for this endpoint)."""
         if self.checksum == "crc64" and not _integrity.crc64_available():
             raise MissingDependencyError("azure", "awscrt", instead="set AZURE_STORAGE_CHECKSUM=md5")
@@ -654,37 +662,34 @@ class AzureBlobProvider(BaseProvider):
         if self._blob_put is not None:
             return await self._put_signed(self._blob_put, key, data, digest, opts)
         md5 = digest if opts.digest == "md5" else None
+        sent, echoed = _SDK_DIGEST[opts.digest]
         blob = container.get_blob_client(key)
         with self._map_errors(key, "Put Blob", conditional_create=not opts.overwrite):
             try:
                 headers: dict[str, Any] = await blob._client.block_blob.upload(
                     content_length=len(data),
                     body=part_body(data),
-                    transactional_content_md5=md5,
-                    transactional_content_crc64=None if md5 else digest,
                     blob_http_headers=BlobHTTPHeaders(blob_content_type=opts.content_type, blob_content_md5=md5),
                     # overwrite=False: If-None-Match: * makes the put a conditional create
                     modified_access_conditions=None if opts.overwrite else ModifiedAccessConditions(if_none_match="*"),
                     # the generated `metadata=` sends one malformed x-ms-meta header: name each one
                     headers={f"x-ms-meta-{name}": value for name, value in opts.metadata.items()},
                     cls=_response_headers,
+                    **{sent: digest},
                 )
             except HttpResponseError as error:
                 process_storage_error(error)  # what the SDK's own calls do: error_code, message
-        stored = headers.get("content_md5" if md5 else "content_crc64")
+        stored = headers.get(echoed)
         _integrity.verify(self.name, key, "Put Blob", digest, bytes(stored) if stored else None)
         return self._object_info(key, len(data), headers, opts, _integrity.label(opts.digest, digest))
 
     async def _put_signed(self, put: BlobPut, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
         """`_put_object` through `_azure_put`: the same Put Blob, without azure-core's pipeline."""
         encoded = _integrity.b64(digest)
+        headers = {_DIGEST_HEADER[opts.digest].lower(): encoded}
         if opts.digest == "md5":
-            headers = {"content-md5": encoded, "x-ms-blob-content-md5": encoded}
-            echo = "Content-MD5"
-        else:
-            # the service computes and stores the blob's Content-MD5 itself for a Put Blob
-            headers = {"x-ms-content-crc64": encoded}
-            echo = "x-ms-content-crc64"
+            # stored as the blob's property too; with a CRC-64 the service computes it itself
+            headers["x-ms-blob-content-md5"] = encoded
         if opts.content_type:
             headers["x-ms-blob-content-type"] = opts.content_type
         if not opts.overwrite:
@@ -695,8 +700,7 @@ class AzureBlobProvider(BaseProvider):
             _raise_for(answer)
         # Azurite 3.37 answers a CRC-64 Put Blob with no x-ms-content-crc64, but checks it:
         # tests/test_azure_provider.py pins that it refuses a body that does not match
-        stored = answer.headers.get(echo)
-        _integrity.verify(self.name, key, "Put Blob", digest, base64.b64decode(stored) if stored else None)
+        _integrity.verify(self.name, key, "Put Blob", digest, _echoed(answer, opts.digest))
         modified = answer.headers.get("Last-Modified")
         info = {
             "etag": answer.headers.get("ETag"),
@@ -717,12 +721,13 @@ class AzureBlobProvider(BaseProvider):
         else:
             blob = container.get_blob_client(blocks.key)
             # the SDK forwards either keyword to the generated call, which sends it as the header
-            field = "transactional_content_md5" if blocks.kind == "md5" else "transactional_content_crc64"
-            sent: dict[str, Any] = {field: digest}
+            sent, echoed = _SDK_DIGEST[blocks.kind]
+            keywords: dict[str, Any] = {sent: digest}
             with self._map_errors(blocks.key, f"Put Block {number}"):
-                headers: dict[str, Any] = await blob.stage_block(block_id, part_body(data), length=len(data), **sent)
-            echoed = headers.get("content_md5" if blocks.kind == "md5" else "content_crc64")
-            stored = bytes(echoed) if echoed else None
+                body = part_body(data)
+                headers: dict[str, Any] = await blob.stage_block(block_id, body, length=len(data), **keywords)
+            value = headers.get(echoed)
+            stored = bytes(value) if value else None
         # Azurite reports no Content-MD5 for a block (its answer leaves it unset), but does echo a CRC-64
         _integrity.verify(self.name, blocks.key, f"block {number}", digest, stored)
         return block_id
@@ -731,12 +736,11 @@ class AzureBlobProvider(BaseProvider):
         self, put: BlobPut, blocks: _Blocks, number: int, block_id: str, data: bytes, digest: bytes
     ) -> bytes | None:
         """`_put_part` through `_azure_put`; returns the digest the service echoed, if any."""
-        echo = "Content-MD5" if blocks.kind == "md5" else "x-ms-content-crc64"
+        headers = {_DIGEST_HEADER[blocks.kind].lower(): _integrity.b64(digest)}
         with self._map_errors(blocks.key, f"Put Block {number}"):
-            answer = await put.put_block(blocks.key, block_id, data, {echo.lower(): _integrity.b64(digest)})
+            answer = await put.put_block(blocks.key, block_id, data, headers)
             _raise_for(answer)
-        stored = answer.headers.get(echo)
-        return base64.b64decode(stored) if stored else None
+        return _echoed(answer, blocks.kind)
 
     async def _complete_parts(
         self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions

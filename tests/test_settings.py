@@ -3,13 +3,14 @@ every string."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from unistore import AzureSettings, ConfigError, S3Settings, StorageSettings
-from unistore._settings import parse_upload_mode, settings_table
+from unistore._settings import _env_name, parse_upload_mode, settings_table
 
 MiB = 1024 * 1024
 ALL_VARS = [
@@ -280,3 +281,75 @@ def test_auto_checksum_is_crc64_on_azure_and_md5_on_an_emulator(fields: dict[str
     settings = AzureSettings(container="recordings", **fields)  # type: ignore[arg-type]
     assert settings.effective_checksum == expected
     assert AzureSettings(container="recordings", checksum="crc64", **fields).effective_checksum == "crc64"  # type: ignore[arg-type]
+
+
+# A value for every field that differs from the baseline below (a field added later without
+# one gets "1", which, read, would fail validation or change the field just as well).
+_OTHER = {
+    "upload_mode": "s3,azure,local", "require": "any", "local_root": "/tmp/elsewhere",
+    "multipart_threshold": "32MiB", "chunk_size": "10MiB", "max_concurrency": "9", "max_buffer_bytes": "1GiB",
+    "overwrite": "false", "retry_attempts": "2", "retry_deadline": "7", "connect_timeout": "2",
+    "read_timeout": "3", "min_send_rate": "1MiB", "upload_timeout": "99", "gc_freeze": "false",
+    "bucket": "generic-bucket", "access_key_id": "AKIAGENERIC", "secret_access_key": SECRET_KEY,
+    "session_token": SESSION_TOKEN, "endpoint_url": "http://127.0.0.1:9999", "region": "eu-west-9",
+    "addressing_style": "virtual", "checksum_calculation": "when_supported", "checksum": "md5",
+    "container": "generic-container", "account_name": "acct2",
+    "connection_string": f"AccountName=acct1;AccountKey={ACCOUNT_KEY}", "account_key": ACCOUNT_KEY,
+    "account_url": "http://127.0.0.1:10000/acct1", "client_id": "client-9",
+}
+_BASELINE = {
+    "STORAGE_UPLOAD_MODE": "all", "AWS_RECORDING_STORAGE_BUCKET_NAME": "recordings",
+    "AZURE_STORAGE_CONTAINER_NAME": "recordings", "AZURE_STORAGE_ACCOUNT_NAME": "acct1",
+}
+_MODELS = (StorageSettings, S3Settings, AzureSettings)
+
+
+def _snapshot() -> dict[str, object]:
+    """Everything the environment configured: the root settings and both providers' settings."""
+    s = StorageSettings()
+    assert s.s3 is not None and s.azure is not None
+    return {"root": s.model_dump(), "s3": s.s3.model_dump(), "azure": s.azure.model_dump(), "mode": s.providers}
+
+
+def _field_names() -> list[str]:
+    return [field for model in _MODELS for field in model.model_fields]
+
+
+def test_only_declared_variables_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    """A generic `REGION` or `OVERWRITE` in a container image, or JSON in `S3`/`AZURE`, must not
+    configure unistore: only the documented variables are read."""
+    for name, value in _BASELINE.items():
+        clean_env.setenv(name, value)
+    baseline = _snapshot()
+    for field in _field_names():
+        for name in (field, field.upper()):
+            clean_env.setenv(name, _OTHER.get(field, "1"))
+    s3_json = {f: _OTHER.get(f, "1") for f in S3Settings.model_fields}
+    azure_json = {f: _OTHER.get(f, "1") for f in AzureSettings.model_fields if f != "account_key"}
+    for name, nested in (("S3", s3_json), ("AZURE", azure_json)):
+        clean_env.setenv(name, json.dumps(nested))
+        clean_env.setenv(name.lower(), json.dumps(nested))
+    assert _snapshot() == baseline
+    # and keyword arguments still go by field name
+    assert S3Settings(bucket="by-keyword").bucket == "by-keyword"
+    assert StorageSettings(upload_mode="all", overwrite=False).overwrite is False
+
+
+@pytest.mark.parametrize("field", sorted(_OTHER))
+def test_each_declared_variable_is_read(clean_env: pytest.MonkeyPatch, field: str) -> None:
+    """The other side of the test above (which could otherwise pass by reading nothing): the same
+    value under the field's declared variable changes the settings, or is refused."""
+    for name, value in _BASELINE.items():
+        clean_env.setenv(name, value)
+    baseline = _snapshot()
+    variables = [_env_name(model, field) for model in _MODELS if field in model.model_fields]
+    assert variables
+    for variable in variables:
+        with clean_env.context() as env:
+            env.setenv(variable, _OTHER[field])
+            try:
+                changed = _snapshot()
+            except ConfigError as exc:
+                assert variable in exc.variables
+            else:
+                assert changed != baseline

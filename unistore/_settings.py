@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import binascii
 import difflib
+import functools
 import ipaddress
 import logging
+import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, ByteSize, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._errors import ConfigError
 from ._logging import redact
@@ -42,19 +45,54 @@ _MODE_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _env_name(model: type[BaseSettings], field: str) -> str:
+def _env_var(model: type[BaseSettings], field: str) -> str | None:
+    """The one environment variable a field is read from (its alias); None: not from the environment."""
     info = model.model_fields.get(field)
     alias = info.validation_alias if info else None
-    if isinstance(alias, str):
-        return alias
     if isinstance(alias, AliasChoices):
-        first = alias.choices[0]
-        return first if isinstance(first, str) else field
-    return field
+        alias = alias.choices[0]
+    return alias if isinstance(alias, str) else None
+
+
+def _env_name(model: type[BaseSettings], field: str) -> str:
+    return _env_var(model, field) or field
+
+
+def _strip_lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+_Lowered = BeforeValidator(_strip_lower)
+"""`AWS_S3_CHECKSUM=CRC32`, `STORAGE_REQUIRE=" Any "` are fine: a choice compared in lower case."""
+
+
+class _DeclaredVariables(PydanticBaseSettingsSource):
+    """The environment source: each field's declared variable (its alias, in any case), and
+    nothing else. pydantic-settings' own source also reads a field's bare name when fields may be
+    populated by name (`REGION`, `OVERWRITE`, `BUCKET` would configure unistore), and the nested
+    `s3`/`azure` models as JSON (`S3='{"bucket": ...}'`); keyword arguments still go by field
+    name (`S3Settings(bucket=...)`), through the init source."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._environ = {name.lower(): value for name, value in os.environ.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = _env_var(self.settings_cls, field_name)
+        return (self._environ.get(name.lower()) if name else None), name or field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, name, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[name] = value
+        return values
 
 
 class _EnvSettings(BaseSettings):
-    """Base: turns pydantic's ValidationError into a ConfigError naming the variables."""
+    """Base: reads only the declared variables, and turns pydantic's ValidationError into a
+    ConfigError naming them."""
 
     model_config = SettingsConfigDict(
         extra="ignore", populate_by_name=True, case_sensitive=False, hide_input_in_errors=True
@@ -67,11 +105,25 @@ class _EnvSettings(BaseSettings):
         except ValidationError as exc:
             raise _config_error(type(self), exc) from None
 
-    # S3Settings and AzureSettings: AWS_S3_CHECKSUM=CRC32 and AZURE_STORAGE_CHECKSUM=" MD5 " are fine
-    @field_validator("checksum", mode="before", check_fields=False)
     @classmethod
-    def _lower_checksum(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _DeclaredVariables(settings_cls)
+
+    @classmethod
+    def given(cls, **values: Any) -> Self:
+        """These values alone, validated by the same rules, the environment left unread (what a
+        provider built from constructor arguments holds)."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise _config_error(cls, exc) from None
 
 
 def _config_error(model: type[_EnvSettings], exc: ValidationError) -> ConfigError:
@@ -179,50 +231,50 @@ class S3Settings(_EnvSettings):
 
     bucket: str | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_RECORDING_STORAGE_BUCKET_NAME", "bucket"),
+        validation_alias="AWS_RECORDING_STORAGE_BUCKET_NAME",
         description="Bucket that receives the recordings. Required for `s3`.",
     )
     access_key_id: str | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "access_key_id"),
+        validation_alias="AWS_ACCESS_KEY_ID",
         description="Static access key id; absent: the standard AWS credential chain.",
     )
     secret_access_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+        validation_alias="AWS_SECRET_ACCESS_KEY",
         description="Static secret key, paired with `AWS_ACCESS_KEY_ID`.",
     )
     session_token: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_SESSION_TOKEN", "session_token"),
+        validation_alias="AWS_SESSION_TOKEN",
         description="Session token of temporary credentials.",
     )
     endpoint_url: str | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "endpoint_url"),
+        validation_alias="AWS_ENDPOINT_URL",
         description="S3-compatible endpoint (MinIO, SeaweedFS, ...); absent: AWS.",
     )
     region: str = Field(
         "us-east-1",
-        validation_alias=AliasChoices("AWS_DEFAULT_REGION", "region"),
+        validation_alias="AWS_DEFAULT_REGION",
         description="Region.",
     )
     addressing_style: AddressingStyle | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_S3_ADDRESSING_STYLE", "addressing_style"),
+        validation_alias="AWS_S3_ADDRESSING_STYLE",
         description="`path`, `virtual` or `auto`; default `path` with a custom endpoint, else `auto`.",
     )
     checksum_calculation: Literal["when_supported", "when_required"] | None = Field(
         None,
-        validation_alias=AliasChoices("AWS_REQUEST_CHECKSUM_CALCULATION", "checksum_calculation"),
+        validation_alias="AWS_REQUEST_CHECKSUM_CALCULATION",
         description=(
             "botocore's default request checksums; default `when_required` with a custom "
             "endpoint (S3-compatible servers mishandle the aws-chunked trailers), else botocore's."
         ),
     )
-    checksum: Literal["crc32", "md5"] = Field(
+    checksum: Annotated[Literal["crc32", "md5"], _Lowered] = Field(
         "crc32",
-        validation_alias=AliasChoices("AWS_S3_CHECKSUM", "checksum"),
+        validation_alias="AWS_S3_CHECKSUM",
         description=(
             "Digest each put and part carries and the service verifies and echoes: `crc32` "
             "(`x-amz-checksum-crc32`, 5x cheaper to compute) or `md5` (`Content-MD5`, for servers "
@@ -295,27 +347,27 @@ class AzureSettings(_EnvSettings):
 
     container: str | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_STORAGE_CONTAINER_NAME", "container"),
+        validation_alias="AZURE_STORAGE_CONTAINER_NAME",
         description="Container that receives the recordings. Required for `azure`.",
     )
     account_name: str | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_NAME", "account_name"),
+        validation_alias="AZURE_STORAGE_ACCOUNT_NAME",
         description="Storage account; alone it means managed identity.",
     )
     connection_string: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_STORAGE_CONNECTION_STRING", "connection_string"),
+        validation_alias="AZURE_STORAGE_CONNECTION_STRING",
         description="Connection string (also `UseDevelopmentStorage=true`).",
     )
     account_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_KEY", "account_key"),
+        validation_alias="AZURE_STORAGE_ACCOUNT_KEY",
         description="Account key, with the account name. Not for production.",
     )
     account_url: str | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_URL", "account_url"),
+        validation_alias="AZURE_STORAGE_ACCOUNT_URL",
         description=(
             "Blob endpoint override (Azurite, sovereign cloud, private endpoint); default "
             "`https://{account}.blob.core.windows.net`."
@@ -323,12 +375,12 @@ class AzureSettings(_EnvSettings):
     )
     client_id: str | None = Field(
         None,
-        validation_alias=AliasChoices("AZURE_CLIENT_ID", "client_id"),
+        validation_alias="AZURE_CLIENT_ID",
         description="Client id of a user-assigned managed identity.",
     )
-    checksum: Literal["auto", "crc64", "md5"] = Field(
+    checksum: Annotated[Literal["auto", "crc64", "md5"], _Lowered] = Field(
         "auto",
-        validation_alias=AliasChoices("AZURE_STORAGE_CHECKSUM", "checksum"),
+        validation_alias="AZURE_STORAGE_CHECKSUM",
         description=(
             "Digest each Put Blob and Put Block carries for the service to verify: `crc64` "
             "(`x-ms-content-crc64`, 25x cheaper to compute than MD5, via awscrt) or `md5` "
@@ -402,6 +454,12 @@ class AzureSettings(_EnvSettings):
             ],
         )
 
+    def require_complete(self) -> AzureAuthMode:
+        """What a selected Azure provider needs, or a ConfigError: a container, and a way to
+        authenticate (whose mode is returned)."""
+        self.require_container()
+        return self.auth_mode
+
     def require_container(self) -> str:
         if not self.container:
             raise ConfigError(
@@ -410,7 +468,7 @@ class AzureSettings(_EnvSettings):
             )
         return self.container
 
-    @property
+    @functools.cached_property
     def emulator(self) -> bool:
         """True for an Azurite-style endpoint: the development account, or a blob endpoint on
         an IP address or localhost (which carries the account in its path). Azure's own
@@ -489,67 +547,67 @@ class StorageSettings(_EnvSettings):
 
     upload_mode: str = Field(
         "s3",
-        validation_alias=AliasChoices("STORAGE_UPLOAD_MODE", "upload_mode"),
+        validation_alias="STORAGE_UPLOAD_MODE",
         description="`s3`, `azure`, `both`; also `local`, `memory`, `all` (s3+azure+local) or a comma list.",
     )
-    require: RequirePolicy = Field(
+    require: Annotated[RequirePolicy, _Lowered] = Field(
         "all",
-        validation_alias=AliasChoices("STORAGE_REQUIRE", "require"),
+        validation_alias="STORAGE_REQUIRE",
         description="Fan-out success rule: every provider (`all`) or at least one (`any`).",
     )
     local_root: Path = Field(
         Path("./storage"),
-        validation_alias=AliasChoices("STORAGE_LOCAL_ROOT", "local_root"),
+        validation_alias="STORAGE_LOCAL_ROOT",
         description="Folder of the local provider.",
     )
     multipart_threshold: ByteSize = Field(
         ByteSize(16 * MiB),
-        validation_alias=AliasChoices("STORAGE_MULTIPART_THRESHOLD", "multipart_threshold"),
+        validation_alias="STORAGE_MULTIPART_THRESHOLD",
         description="Bytes above which uploads go in parts (accepts `16MiB`).",
     )
     chunk_size: ByteSize = Field(
         ByteSize(8 * MiB),
-        validation_alias=AliasChoices("STORAGE_CHUNK_SIZE", "chunk_size"),
+        validation_alias="STORAGE_CHUNK_SIZE",
         description="Smallest part/block size in bytes, grown as needed to stay under the part caps (min 5 MiB).",
     )
     max_concurrency: int = Field(
         4,
-        validation_alias=AliasChoices("STORAGE_MAX_CONCURRENCY", "max_concurrency"),
+        validation_alias="STORAGE_MAX_CONCURRENCY",
         description="Parts in flight per upload and provider.",
     )
     max_buffer_bytes: ByteSize = Field(
         ByteSize(256 * MiB),
-        validation_alias=AliasChoices("STORAGE_MAX_BUFFER_BYTES", "max_buffer_bytes"),
+        validation_alias="STORAGE_MAX_BUFFER_BYTES",
         description="Process-wide budget of part bytes in flight, shared by all uploads and providers.",
     )
     overwrite: bool = Field(
         True,
-        validation_alias=AliasChoices("STORAGE_OVERWRITE", "overwrite"),
+        validation_alias="STORAGE_OVERWRITE",
         description="`false`: uploads never replace an existing object (conditional create).",
     )
     retry_attempts: int = Field(
         5,
-        validation_alias=AliasChoices("STORAGE_RETRY_ATTEMPTS", "retry_attempts"),
+        validation_alias="STORAGE_RETRY_ATTEMPTS",
         description="Attempts per request (1 = no retry) for transient faults.",
     )
     retry_deadline: float = Field(
         120.0,
-        validation_alias=AliasChoices("STORAGE_RETRY_DEADLINE", "retry_deadline"),
+        validation_alias="STORAGE_RETRY_DEADLINE",
         description="Seconds one request may spend in retries before its last error is raised.",
     )
     connect_timeout: float = Field(
         10.0,
-        validation_alias=AliasChoices("STORAGE_CONNECT_TIMEOUT", "connect_timeout"),
+        validation_alias="STORAGE_CONNECT_TIMEOUT",
         description="Seconds to open a connection.",
     )
     read_timeout: float = Field(
         60.0,
-        validation_alias=AliasChoices("STORAGE_READ_TIMEOUT", "read_timeout"),
+        validation_alias="STORAGE_READ_TIMEOUT",
         description="Seconds without progress on a response before the request counts as failed.",
     )
     min_send_rate: ByteSize = Field(
         ByteSize(256 * 1024),
-        validation_alias=AliasChoices("STORAGE_MIN_SEND_RATE", "min_send_rate"),
+        validation_alias="STORAGE_MIN_SEND_RATE",
         description=(
             "Bytes per second (accepts `256KiB`) below which one upload request counts as stalled: "
             "a request of N bytes may take STORAGE_READ_TIMEOUT + N / this rate, then is retried."
@@ -557,7 +615,7 @@ class StorageSettings(_EnvSettings):
     )
     upload_timeout: float | None = Field(
         None,
-        validation_alias=AliasChoices("STORAGE_UPLOAD_TIMEOUT", "upload_timeout"),
+        validation_alias="STORAGE_UPLOAD_TIMEOUT",
         description=(
             "Overall seconds for one upload to one provider, not counting time spent waiting for the "
             "source (a live stream's next chunk, or a slower provider in a fan-out); unset: no overall limit."
@@ -565,7 +623,7 @@ class StorageSettings(_EnvSettings):
     )
     gc_freeze: bool = Field(
         True,
-        validation_alias=AliasChoices("STORAGE_GC_FREEZE", "gc_freeze"),
+        validation_alias="STORAGE_GC_FREEZE",
         description=(
             "Once the first SDK client is built, move the objects alive then out of the garbage "
             "collector's reach (`gc.freeze()`, once per process): a full collection over them "
@@ -574,11 +632,6 @@ class StorageSettings(_EnvSettings):
     )
     s3: S3Settings | None = Field(None, exclude=True)
     azure: AzureSettings | None = Field(None, exclude=True)
-
-    @field_validator("require", mode="before")
-    @classmethod
-    def _lower_require(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> StorageSettings:
@@ -605,19 +658,22 @@ class StorageSettings(_EnvSettings):
         ):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds", variables=[name])
-        providers = self.providers
-        if "s3" in providers:
+        parse_upload_mode(self.upload_mode)
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        """The selected providers' settings, read from the environment unless given: only
+        those, so that an unselected provider's variables are never validated."""
+        if "s3" in self.providers:
             if self.s3 is None:
                 self.s3 = S3Settings()
             self.s3.require_bucket()
-        if "azure" in providers:
+        if "azure" in self.providers:
             if self.azure is None:
                 self.azure = AzureSettings()
-            self.azure.require_container()
-            self.azure.auth_mode  # noqa: B018 - resolves the auth mode now, failing at start-up
-        return self
+            self.azure.require_complete()
 
-    @property
+    @functools.cached_property
     def providers(self) -> tuple[str, ...]:
         """Provider names selected by `STORAGE_UPLOAD_MODE`, in order."""
         return parse_upload_mode(self.upload_mode)

@@ -253,41 +253,28 @@ class Reader:
     # -- one merged listing --------------------------------------------------------------
 
     async def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncIterator[ListedObject]:
-        """A k-way merge of the providers' listings (each sorted by key, as S3, Azure and the
-        built-in providers list), so memory stays at a page per provider however many keys
-        there are. A provider whose listing fails ends the merge with `FanOutError`: a listing
-        without it would report its copies as missing."""
+        """Every provider's listing, read concurrently and merged by key. The listings are read
+        whole before the first item, because the services disagree on order: S3 lists in byte
+        order, but SeaweedFS by path segment ('a/b' before 'a-b'), so no streaming merge could
+        tell that a key is missing from a provider. Memory: one `ObjectInfo` per key and copy.
+        A provider whose listing fails ends it with `FanOutError`: a listing without it would
+        report its copies as missing."""
         chosen = self._chosen(provider)
-        streams = {p.name: p.list(prefix) for p in chosen}
-        try:
-            heads = dict(zip(streams, await asyncio.gather(
-                *(_next_or_error(s) for s in streams.values())
-            ), strict=True))
-            last: str | None = None
-            while True:
-                failed = {n: e for n, e in heads.items() if isinstance(e, BaseException)}
-                if failed:
-                    raise FanOutError(failed, operation=f"list of {prefix!r}")
-                live = {n: i for n, i in heads.items() if isinstance(i, ObjectInfo)}
-                if not live:
-                    return
-                key = min(info.key for info in live.values())
-                if last is not None and key <= last:
-                    raise FanOutError(
-                        {n: RuntimeError(f"listed {i.key!r} after {last!r}") for n, i in live.items() if i.key == key},
-                        operation=f"list of {prefix!r} (a provider listed keys out of order)",
-                    )
-                last = key
-                holders = [n for n in streams if n in live and live[n].key == key]
-                copies = {n: live[n] for n in holders}
-                fetched = await asyncio.gather(*(_next_or_error(streams[n]) for n in holders))
-                heads.update(zip(holders, fetched, strict=True))
-                if not key.startswith(self.reserved_prefix):
-                    yield ListedObject(key, copies)
-        finally:
-            for stream in streams.values():
-                with contextlib.suppress(Exception):
-                    await _aclose(stream)
+
+        async def collect(candidate: Provider) -> list[ObjectInfo]:
+            return [info async for info in candidate.list(prefix) if not info.key.startswith(self.reserved_prefix)]
+
+        listings = await asyncio.gather(*(collect(p) for p in chosen), return_exceptions=True)
+        failed = {p.name: r for p, r in zip(chosen, listings, strict=True) if isinstance(r, BaseException)}
+        if failed:
+            raise FanOutError(failed, operation=f"list of {prefix!r}")
+        copies: dict[str, dict[str, ObjectInfo]] = {}
+        for candidate, listing in zip(chosen, listings, strict=True):
+            assert not isinstance(listing, BaseException)
+            for info in listing:
+                copies.setdefault(info.key, {})[candidate.name] = info
+        for key in sorted(copies):
+            yield ListedObject(key, copies[key])
 
 
 async def _aclose(stream: AsyncIterator[object]) -> None:
@@ -304,16 +291,6 @@ async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
         yield stream
     finally:
         await _aclose(stream)
-
-
-async def _next_or_error(stream: AsyncIterator[ObjectInfo]) -> ObjectInfo | BaseException | None:
-    """The next item, None at the end, or the exception the provider raised."""
-    try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return None
-    except Exception as exc:  # reported by the merge with the provider's name
-        return exc
 
 
 __all__ = ["DEFAULT_RESERVED_PREFIX", "ListedObject", "Reader", "resolve_read_order"]

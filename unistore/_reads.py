@@ -222,7 +222,7 @@ class Reader:
 
         report = await self._every("delete", key, delete_one)
         for name, error in report.errors.items():
-            logger.error("Failed to delete %s from %s, the copy remains there: %s", key, name, _short(error))
+            logger.error("Failed to delete %s from %s, any copy there remains: %s", key, name, _short(error))
         if report.all_ok:
             logger.info("Deleted %s from every provider: %s", key, ", ".join(report.results))
         return report

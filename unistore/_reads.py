@@ -128,12 +128,16 @@ class Reader:
         errors: dict[str, BaseException] = {}
         for candidate in chosen:
             try:
-                return candidate.name, await call(candidate)
+                result = await call(candidate)
             except Exception as exc:  # the next provider may hold it
                 errors[candidate.name] = exc
                 if not isinstance(exc, NotFoundError):
                     logger.warning("%s of %s failed on %s, trying the next provider: %s",
                                    op, key, candidate.name, _short(exc))
+                continue
+            if errors:
+                logger.info("%s of %s served by %s after %s could not", op, key, candidate.name, ", ".join(errors))
+            return candidate.name, result
         raise _none_served(op, key, errors)
 
     # -- reads from the first provider that holds the key ------------------------------

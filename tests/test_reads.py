@@ -4,7 +4,8 @@ The same promises against SeaweedFS and Azurite are in `tests/test_reads_servers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -309,11 +310,37 @@ def test_sync_storage_reads_fail_over_and_answer_per_provider(tmp_path: Path) ->
             store.download_bytes("nowhere")
 
 
+class TrackedMemory(MemoryProvider):
+    """Counts the read streams that were closed (their `finally` ran)."""
+
+    closed_streams = 0
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in super().iter_bytes(key):
+                yield chunk
+        finally:
+            self.closed_streams += 1
+
+
+async def test_iter_bytes_stopped_early_closes_the_provider_stream() -> None:
+    memory = TrackedMemory()
+    storage = Storage([memory])
+    await storage.upload_bytes(b"z" * (3 * 1024 * 1024), "big")
+    async with contextlib.aclosing(storage.iter_bytes("big")) as chunks:
+        async for _ in chunks:
+            break
+    assert memory.closed_streams == 1
+
+
 def test_sync_iter_bytes_stopped_early_closes_the_stream() -> None:
-    memory = MemoryProvider()
+    memory = TrackedMemory()
     with SyncStorage(lambda: Storage([memory])) as store:
         store.upload_bytes(b"z" * (3 * 1024 * 1024), "big")
         chunks = store.iter_bytes("big")
         assert len(next(chunks)) == 1024 * 1024
+        assert memory.closed_streams == 0
         chunks.close()  # runs the async generator's cleanup on the portal's loop
-        assert store.download_bytes("big", provider="memory")[:1] == b"z"
+        assert memory.closed_streams == 1
+        assert sum(map(len, store.iter_bytes("big"))) == 3 * 1024 * 1024
+        assert memory.closed_streams == 2

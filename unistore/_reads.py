@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -156,7 +156,7 @@ class Reader:
         _, info = await self._first("download", key, provider, lambda p: p.download_file(key, path))
         return info
 
-    async def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncGenerator[bytes, None]:
         """Hands over to the next provider only before the first chunk: once bytes reached the
         caller, a failure is raised (another copy cannot resume a stream mid-way)."""
         check_key(key)
@@ -256,7 +256,7 @@ class Reader:
 
     # -- one merged listing --------------------------------------------------------------
 
-    async def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncIterator[ListedObject]:
+    async def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncGenerator[ListedObject, None]:
         """Every provider's listing, read concurrently and merged by key. The listings are read
         whole before the first item, because the services disagree on order: S3 lists in byte
         order, but SeaweedFS by path segment ('a/b' before 'a-b'), so no streaming merge could

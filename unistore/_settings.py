@@ -550,6 +550,14 @@ class StorageSettings(_EnvSettings):
         validation_alias="STORAGE_UPLOAD_MODE",
         description="`s3`, `azure`, `both`; also `local`, `memory`, `all` (s3+azure+local) or a comma list.",
     )
+    read_order: str | None = Field(
+        None,
+        validation_alias="STORAGE_READ_ORDER",
+        description=(
+            "Comma list of providers that reads (downloads, presigned GETs) try first, e.g. "
+            "`azure,s3`; the others follow in `STORAGE_UPLOAD_MODE` order. Only selected providers."
+        ),
+    )
     require: Annotated[RequirePolicy, _Lowered] = Field(
         "all",
         validation_alias="STORAGE_REQUIRE",
@@ -659,6 +667,7 @@ class StorageSettings(_EnvSettings):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds", variables=[name])
         parse_upload_mode(self.upload_mode)
+        self.read_providers  # noqa: B018 - refuses a name outside STORAGE_UPLOAD_MODE now
         return self
 
     def model_post_init(self, context: Any, /) -> None:
@@ -677,6 +686,14 @@ class StorageSettings(_EnvSettings):
     def providers(self) -> tuple[str, ...]:
         """Provider names selected by `STORAGE_UPLOAD_MODE`, in order."""
         return parse_upload_mode(self.upload_mode)
+
+    @property
+    def read_providers(self) -> tuple[str, ...]:
+        """Every selected provider in the order reads try them (`STORAGE_READ_ORDER` first)."""
+        from ._reads import resolve_read_order
+
+        names = None if self.read_order is None else self.read_order.split(",")
+        return resolve_read_order(self.providers, names)
 
 
 def settings_table() -> str:

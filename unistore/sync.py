@@ -8,23 +8,20 @@ belong to the loop that made them. Any number of threads may call it at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._reads import ListedObject
 from ._report import UploadReport
 from ._storage import Storage
-from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+from .providers._protocol import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 class SyncStorage:
@@ -61,15 +58,14 @@ class SyncStorage:
         return self._storage
 
     @property
-    def providers(self) -> Mapping[str, Provider]:
+    def providers(self) -> Mapping[str, Any]:
         return self._storage.providers
 
-    def _call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`await fn(*args, **kwargs)` on the portal's loop, from the calling thread."""
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._closed:
             raise RuntimeError("SyncStorage is closed")
 
-        async def run() -> T:
+        async def run() -> Any:
             return await fn(*args, **kwargs)
 
         return self._portal.call(run)
@@ -86,10 +82,11 @@ class SyncStorage:
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
     ) -> UploadReport:
-        return self._call(
+        report: UploadReport = self._call(
             self._storage.upload_file, path, key, content_type=content_type, metadata=metadata,
             delete_local=delete_local, overwrite=overwrite, allow_empty=allow_empty, progress=progress,
         )
+        return report
 
     def upload_bytes(
         self,
@@ -102,10 +99,11 @@ class SyncStorage:
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
     ) -> UploadReport:
-        return self._call(
+        report: UploadReport = self._call(
             self._storage.upload_bytes, data, key, content_type=content_type, metadata=metadata,
             overwrite=overwrite, allow_empty=allow_empty, progress=progress,
         )
+        return report
 
     # -- reads, deletes, listings, presigned URLs: see `Storage` for the failover rules ----
 
@@ -118,10 +116,12 @@ class SyncStorage:
         return self._storage.reserved_prefix
 
     def download_bytes(self, key: str, *, provider: str | None = None) -> bytes:
-        return self._call(self._storage.download_bytes, key, provider=provider)
+        data: bytes = self._call(self._storage.download_bytes, key, provider=provider)
+        return data
 
     def download_file(self, key: str, path: str | os.PathLike[str], *, provider: str | None = None) -> ObjectInfo:
-        return self._call(self._storage.download_file, key, path, provider=provider)
+        info: ObjectInfo = self._call(self._storage.download_file, key, path, provider=provider)
+        return info
 
     def iter_bytes(self, key: str, *, provider: str | None = None) -> Generator[bytes, None, None]:
         """The object's chunks, each fetched on the portal's loop as the caller asks for it;
@@ -150,16 +150,20 @@ class SyncStorage:
         return generate()
 
     def locate(self, key: str) -> tuple[str, ObjectInfo]:
-        return self._call(self._storage.locate, key)
+        found: tuple[str, ObjectInfo] = self._call(self._storage.locate, key)
+        return found
 
     def head(self, key: str) -> dict[str, ObjectInfo | None]:
-        return self._call(self._storage.head, key)
+        infos: dict[str, ObjectInfo | None] = self._call(self._storage.head, key)
+        return infos
 
     def exists(self, key: str) -> dict[str, bool]:
-        return self._call(self._storage.exists, key)
+        held: dict[str, bool] = self._call(self._storage.exists, key)
+        return held
 
     def delete(self, key: str) -> UploadReport:
-        return self._call(self._storage.delete, key)
+        report: UploadReport = self._call(self._storage.delete, key)
+        return report
 
     def list(self, prefix: str = "", *, provider: str | None = None) -> list[ListedObject]:
         """The whole merged listing (`Storage.list`), collected on the portal's loop."""
@@ -168,12 +172,14 @@ class SyncStorage:
         async def collect() -> list[ListedObject]:
             return [item async for item in storage.list(prefix, provider=provider)]
 
-        return self._call(collect)
+        result: list[ListedObject] = self._call(collect)
+        return result
 
     def presigned_url(
         self, key: str, expires_in: int = 3600, method: str = "GET", *, provider: str | None = None
     ) -> str:
-        return self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
+        url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
+        return url
 
     def close(self) -> None:
         if self._closed:

@@ -197,7 +197,21 @@ def check_account_key(value: str, variable: str, what: str | None = None) -> Non
 
 def check_bucket_name(name: str, variable: str = "AWS_RECORDING_STORAGE_BUCKET_NAME") -> None:
     """S3 bucket naming rules: 3-63 characters of a-z, 0-9, '.', '-', starting and ending
-    with a letter or digit, no '..', and not shaped like an IP address."""
+    with a letter or digit, no '..', and not shaped like an IP address. Two AWS shapes that
+    botocore accepts are refused by name, since unistore's own signed uploads do not do them."""
+    if name.startswith("arn:"):
+        raise ConfigError(
+            f"{variable} holds an ARN ({name.split('/')[0]}/...): access points, Multi-Region "
+            "Access Points and Outposts buckets are not supported by unistore's signed uploads; "
+            f"set {variable} to the bucket's own name",
+            variables=[variable],
+        )
+    if name.endswith("--x-s3"):
+        raise ConfigError(
+            f"{variable}={name!r} is an S3 Express One Zone directory bucket, whose session "
+            "authentication unistore's signed uploads do not do: use a general purpose bucket",
+            variables=[variable],
+        )
     problem = None
     if not _BUCKET_RE.match(name):
         problem = "3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
@@ -310,6 +324,11 @@ class S3Settings(_EnvSettings):
         if self.addressing_style:
             return self.addressing_style
         return "path" if self.endpoint_url else "auto"
+
+    @property
+    def effective_checksum_calculation(self) -> Literal["when_supported", "when_required"] | None:
+        """With a custom endpoint, botocore's default checksums are off unless asked for."""
+        return self.checksum_calculation or ("when_required" if self.endpoint_url else None)
 
 
 def parse_connection_string(value: str) -> dict[str, str]:

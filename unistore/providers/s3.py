@@ -25,10 +25,12 @@ SDK defaults this provider changes, and why:
 - `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
   several uploads, ranged downloads and a fan-in of small puts share one pool.
 - `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
-- No `Expect: 100-continue` (botocore adds it to every PutObject and UploadPart): aiohttp then
-  sends the headers and waits for "100 Continue" with no timeout at all (its read timeout starts
-  only once the body is sent), so a server or middlebox that takes the connection and never
-  answers hung the request for good. Bodies here are one part, already in memory.
+- `http_session_cls`: aiobotocore's aiohttp sessions never resend a request by themselves
+  (`_http.no_silent_resend`); the signed PUTs' own session is built the same way.
+- No `Expect: 100-continue`: botocore adds it to a PUT or POST whose body is a file object, and
+  aiohttp then waits for "100 Continue" with no timeout at all. The bodies (PutObject,
+  UploadPart) go through `_s3_put`, which never sends it, and no call left on botocore has such
+  a body (`tests/test_sdk_pins.py` checks every request botocore sends).
 
 Service errors are mapped in one place, `_map_errors`, through the `_CODES` table. Upload
 requests are retried by the part driver; reads, deletes and listing pages by `_call`, through
@@ -76,7 +78,7 @@ from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
 from .._settings import AddressingStyle, S3Settings, as_secret
 from ._base import BaseProvider, drain_to_file
-from ._http import env_proxy, new_session
+from ._http import botocore_session_class, env_proxy, new_session
 from ._protocol import ObjectInfo
 from ._s3_put import Credentials, SignedPut, Signer, refuse_encryption_metadata
 
@@ -289,6 +291,7 @@ class S3Provider(BaseProvider):
             "read_timeout": read_timeout,
             "max_pool_connections": self.max_pool_connections,
             "user_agent_extra": "unistore",
+            "http_session_cls": botocore_session_class(),
         }
         if self.checksum_calculation is not None:
             options["request_checksum_calculation"] = self.checksum_calculation
@@ -382,7 +385,6 @@ class S3Provider(BaseProvider):
                     client = await stack.enter_async_context(
                         session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
                     )
-                    _no_expect_continue(client)
                     self._creds = await session.get_credentials()
                     self._put = await self._signed_put(client, stack)
             except BaseException:
@@ -841,13 +843,6 @@ class S3Provider(BaseProvider):
                 f"{end - start} bytes",
                 provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
             )
-
-
-def _no_expect_continue(client: Any) -> None:
-    """Drop botocore's `Expect: 100-continue` handler from `client` (see the module docstring)."""
-    from botocore.handlers import add_expect_header
-
-    client.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 async def _read_up_to(body: Any, size: int) -> bytes:

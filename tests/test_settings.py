@@ -330,9 +330,13 @@ def test_only_declared_variables_are_read(clean_env: pytest.MonkeyPatch) -> None
         clean_env.setenv(name, json.dumps(nested))
         clean_env.setenv(name.lower(), json.dumps(nested))
     assert _snapshot() == baseline
-    # and keyword arguments still go by field name
+    # and keyword arguments still go by field name, over the declared variables
     assert S3Settings(bucket="by-keyword").bucket == "by-keyword"
     assert StorageSettings(upload_mode="all", overwrite=False).overwrite is False
+    clean_env.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    clean_env.setenv("STORAGE_MAX_CONCURRENCY", "3")
+    assert S3Settings().region == "eu-west-1" and S3Settings(region="us-west-2").region == "us-west-2"
+    assert StorageSettings(max_concurrency=8).max_concurrency == 8
 
 
 @pytest.mark.parametrize("field", sorted(_OTHER))

@@ -3,7 +3,8 @@
 Every knob is declared here with its variable, default and unit; the README's configuration
 table is generated from these declarations (`python -m unistore._settings`). An invalid
 environment fails here, with a `ConfigError` that names the variable and the fix, never later
-inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are validated.
+inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are validated, and
+only the declared variables are read (`_DeclaredVariables`): never a field's bare name.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, BeforeValidator, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._errors import ConfigError
 from ._logging import redact
@@ -73,9 +74,10 @@ class _DeclaredVariables(PydanticBaseSettingsSource):
     `s3`/`azure` models as JSON (`S3='{"bucket": ...}'`); keyword arguments still go by field
     name (`S3Settings(bucket=...)`), through the init source."""
 
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], given: frozenset[str] = frozenset()) -> None:
         super().__init__(settings_cls)
         self._environ = {name.lower(): value for name, value in os.environ.items()}
+        self._given = given
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         name = _env_var(self.settings_cls, field_name)
@@ -85,7 +87,9 @@ class _DeclaredVariables(PydanticBaseSettingsSource):
         values: dict[str, Any] = {}
         for field_name, field in self.settings_cls.model_fields.items():
             value, name, _ = self.get_field_value(field, field_name)
-            if value is not None:
+            # A keyword argument wins. Left to pydantic, a variable would beat a keyword given by
+            # field name wherever pydantic-settings does not key both by the alias (2.3 does not).
+            if value is not None and not {field_name, name} & self._given:
                 values[name] = value
         return values
 
@@ -114,7 +118,8 @@ class _EnvSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _DeclaredVariables(settings_cls)
+        given = frozenset(init_settings.init_kwargs) if isinstance(init_settings, InitSettingsSource) else frozenset()
+        return init_settings, _DeclaredVariables(settings_cls, given)
 
     @classmethod
     def given(cls, **values: Any) -> Self:

@@ -43,7 +43,7 @@ def new_session(
 def no_silent_resend(session: aiohttp.ClientSession) -> None:
     """aiohttp (>= 3.10) resends an idempotent request (PUT, GET, HEAD, DELETE) once when its
     connection breaks: a retry layer under `unistore._retry`, invisible to its deadline and its
-    logs. Its switch is a private attribute, cleared here; an aiohttp without it fails loudly
+    logs. Its switch (3.11+) is a private attribute, cleared here; an aiohttp without it fails loudly
     (and `tests/test_sdk_pins.py` fails first), never silently resending again."""
     import aiohttp
 
@@ -62,6 +62,12 @@ def botocore_session_class() -> type[Any]:
     cleared on every aiohttp session it opens (one per proxy URL), so that botocore's calls
     (HeadObject, GetObject, DeleteObject, listings, aborts) are not resent either."""
     from aiobotocore.httpsession import AIOHTTPSession
+
+    if not callable(getattr(AIOHTTPSession, "_get_session", None)):
+        raise UnistoreError(
+            "aiobotocore's AIOHTTPSession no longer opens its sessions in _get_session, so unistore "
+            "cannot turn off their silent resend: install an aioboto3 in the range unistore supports"
+        )
 
     class NoResendSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is untyped
         async def _get_session(self, proxy_url: str | None) -> aiohttp.ClientSession:

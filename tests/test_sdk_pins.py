@@ -13,8 +13,9 @@ when an SDK renames, moves or changes one, before any upload resends, hangs or m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -82,15 +83,14 @@ async def test_every_session_unistore_makes_has_the_switch_off(
 
 
 @pytest.fixture
-async def s3_reset_proxy(s3_server: servers.S3Server) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy.for_url(s3_server.endpoint, seed=21) as proxy:
-        yield proxy
+async def proxy_to() -> AsyncIterator[Callable[[str], Awaitable[FaultProxy]]]:
+    """A fault proxy in front of an endpoint URL, stopped at teardown."""
+    async with contextlib.AsyncExitStack() as stack:
 
+        async def start(endpoint: str) -> FaultProxy:
+            return await stack.enter_async_context(FaultProxy.for_url(endpoint, seed=21))
 
-@pytest.fixture
-async def azure_reset_proxy(azurite: servers.AzuriteServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy.for_url(azurite.blob_url, seed=22) as proxy:
-        yield proxy
+        yield start
 
 
 async def _reset_once(proxy: FaultProxy, operation: Callable[[], Any]) -> int:
@@ -106,11 +106,11 @@ async def _reset_once(proxy: FaultProxy, operation: Callable[[], Any]) -> int:
 
 
 async def test_a_reset_under_aiohttp_is_resent_by_default(
-    s3_server: servers.S3Server, s3_reset_proxy: FaultProxy
+    s3_server: servers.S3Server, proxy_to: Callable[[str], Awaitable[FaultProxy]]
 ) -> None:
     """The other side of the tests below: the proxy does provoke aiohttp's resend (a plain
     session answers after a second connection), so a session that resent would be caught."""
-    proxy = s3_reset_proxy
+    proxy = await proxy_to(s3_server.endpoint)
     proxy.reset_every, proxy.reset_budget = 1, 1
     async with aiohttp.ClientSession() as plain, plain.head(proxy.proxied_url(s3_server.endpoint) + "/") as response:
         assert response.status >= 200  # an answer (any) from the server, on the resent request
@@ -118,9 +118,11 @@ async def test_a_reset_under_aiohttp_is_resent_by_default(
 
 
 async def test_s3_botocore_and_signed_requests_are_not_resent(
-    make_s3_provider: Callable[..., S3Provider], s3_server: servers.S3Server, s3_reset_proxy: FaultProxy
+    make_s3_provider: Callable[..., S3Provider], s3_server: servers.S3Server,
+    proxy_to: Callable[[str], Awaitable[FaultProxy]],
 ) -> None:
     await make_s3_provider().upload_bytes(b"x" * 1024, "pins/reset")
+    s3_reset_proxy = await proxy_to(s3_server.endpoint)
 
     def proxied() -> S3Provider:
         return make_s3_provider(endpoint_url=s3_reset_proxy.proxied_url(s3_server.endpoint), transfer=ONE_ATTEMPT)
@@ -132,9 +134,11 @@ async def test_s3_botocore_and_signed_requests_are_not_resent(
 
 
 async def test_azure_requests_are_not_resent(
-    make_azure_provider: Callable[..., AzureBlobProvider], azurite: servers.AzuriteServer, azure_reset_proxy: FaultProxy
+    make_azure_provider: Callable[..., AzureBlobProvider], azurite: servers.AzuriteServer,
+    proxy_to: Callable[[str], Awaitable[FaultProxy]],
 ) -> None:
     await make_azure_provider().upload_bytes(b"x" * 1024, "pins/reset")
+    azure_reset_proxy = await proxy_to(azurite.blob_url)
     connection_string = azurite.connection_string.replace(
         azurite.blob_url, azure_reset_proxy.proxied_url(azurite.blob_url)
     )

@@ -305,7 +305,7 @@ class S3Provider(BaseProvider):
             "static credentials (AWS_ACCESS_KEY_ID)" if access_key_id else "the standard AWS credential chain",
         )
         self.checksum = settings.checksum
-        self.digests = ("crc32", "md5") if checksum == "crc32" else ("md5",)
+        self.digests = ("crc32", "md5") if self.checksum == "crc32" else ("md5",)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._s3: Any = None

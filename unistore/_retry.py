@@ -3,8 +3,10 @@
 Only `TransientError`s are retried (5xx, throttling, resets, timeouts, integrity mismatches);
 everything else fails at once. Requests are retried while their bytes are still in hand (one
 part, one small put); a stream is never retried as a whole. unistore is the only retry layer:
-the providers switch the SDKs' own retries off, since stacked policies multiply attempts past
-any deadline. Sleep and randomness are injectable so tests run without waiting.
+the providers switch the SDKs' own retries off (botocore's, azure-core's, and aiohttp's silent
+resend on every session, aiobotocore's included: `providers/_http.py`, pinned by
+`tests/test_sdk_pins.py`), since stacked policies multiply attempts past any deadline.
+Sleep and randomness are injectable so tests run without waiting.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every knob is declared here with its variable, default and unit; the README's configuration
 table is generated from these declarations (`python -m unistore._settings`). An invalid
 environment fails here, with a `ConfigError` that names the variable and the fix, never later
-inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are validated.
+inside an SDK call. Only the providers that `STORAGE_UPLOAD_MODE` selects are validated, and
+only the declared variables are read (`_DeclaredVariables`): never a field's bare name.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, BeforeValidator, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._errors import ConfigError
 from ._logging import redact
@@ -73,9 +74,10 @@ class _DeclaredVariables(PydanticBaseSettingsSource):
     `s3`/`azure` models as JSON (`S3='{"bucket": ...}'`); keyword arguments still go by field
     name (`S3Settings(bucket=...)`), through the init source."""
 
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], given: frozenset[str] = frozenset()) -> None:
         super().__init__(settings_cls)
         self._environ = {name.lower(): value for name, value in os.environ.items()}
+        self._given = given
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         name = _env_var(self.settings_cls, field_name)
@@ -85,7 +87,9 @@ class _DeclaredVariables(PydanticBaseSettingsSource):
         values: dict[str, Any] = {}
         for field_name, field in self.settings_cls.model_fields.items():
             value, name, _ = self.get_field_value(field, field_name)
-            if value is not None:
+            # A keyword argument wins. Left to pydantic, a variable would beat a keyword given by
+            # field name wherever pydantic-settings does not key both by the alias (2.3 does not).
+            if value is not None and not {field_name, name} & self._given:
                 values[name] = value
         return values
 
@@ -114,7 +118,8 @@ class _EnvSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _DeclaredVariables(settings_cls)
+        given = frozenset(init_settings.init_kwargs) if isinstance(init_settings, InitSettingsSource) else frozenset()
+        return init_settings, _DeclaredVariables(settings_cls, given)
 
     @classmethod
     def given(cls, **values: Any) -> Self:
@@ -197,7 +202,21 @@ def check_account_key(value: str, variable: str, what: str | None = None) -> Non
 
 def check_bucket_name(name: str, variable: str = "AWS_RECORDING_STORAGE_BUCKET_NAME") -> None:
     """S3 bucket naming rules: 3-63 characters of a-z, 0-9, '.', '-', starting and ending
-    with a letter or digit, no '..', and not shaped like an IP address."""
+    with a letter or digit, no '..', and not shaped like an IP address. Two AWS shapes that
+    botocore accepts are refused by name, since unistore's own signed uploads do not do them."""
+    if name.startswith("arn:"):
+        raise ConfigError(
+            f"{variable} holds an ARN ({name.split('/')[0]}/...): access points, Multi-Region "
+            "Access Points and Outposts buckets are not supported by unistore's signed uploads; "
+            f"set {variable} to the bucket's own name",
+            variables=[variable],
+        )
+    if name.endswith("--x-s3"):
+        raise ConfigError(
+            f"{variable}={name!r} is an S3 Express One Zone directory bucket, whose session "
+            "authentication unistore's signed uploads do not do: use a general purpose bucket",
+            variables=[variable],
+        )
     problem = None
     if not _BUCKET_RE.match(name):
         problem = "3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
@@ -310,6 +329,11 @@ class S3Settings(_EnvSettings):
         if self.addressing_style:
             return self.addressing_style
         return "path" if self.endpoint_url else "auto"
+
+    @property
+    def effective_checksum_calculation(self) -> Literal["when_supported", "when_required"] | None:
+        """With a custom endpoint, botocore's default checksums are off unless asked for."""
+        return self.checksum_calculation or ("when_required" if self.endpoint_url else None)
 
 
 def parse_connection_string(value: str) -> dict[str, str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._body import part_body
+from .._errors import UnistoreError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -25,9 +27,7 @@ def new_session(
     signed PUTs); the Azure transport keeps `trust_env`, as azure-core's own does, because
     its client resolves the account URL (and so the proxy's NO_PROXY match) itself.
 
-    aiohttp >= 3.10 silently resends an idempotent request (PUT, GET, ...) once when its
-    connection breaks: a retry layer under `unistore._retry`, invisible to its deadline and its
-    logs. The session's private flag for that is cleared."""
+    The session never resends a request by itself (`no_silent_resend`)."""
     import aiohttp
 
     session = aiohttp.ClientSession(
@@ -36,9 +36,46 @@ def new_session(
         auto_decompress=False,
         trust_env=trust_env,
     )
-    if hasattr(session, "_retry_connection"):
-        session._retry_connection = False
+    no_silent_resend(session)
     return session
+
+
+def no_silent_resend(session: aiohttp.ClientSession) -> None:
+    """aiohttp (>= 3.10) resends an idempotent request (PUT, GET, HEAD, DELETE) once when its
+    connection breaks: a retry layer under `unistore._retry`, invisible to its deadline and its
+    logs. Its switch (3.11+) is a private attribute, cleared here; an aiohttp without it fails loudly
+    (and `tests/test_sdk_pins.py` fails first), never silently resending again."""
+    import aiohttp
+
+    if not isinstance(getattr(session, "_retry_connection", None), bool):
+        raise UnistoreError(
+            f"aiohttp {aiohttp.__version__} has no ClientSession._retry_connection, so unistore cannot turn "
+            "off its silent resend of idempotent requests: install an aiohttp in the range unistore "
+            "supports (pip install 'unistore[all]' resolves one)"
+        )
+    session._retry_connection = False
+
+
+@functools.cache
+def botocore_session_class() -> type[Any]:
+    """aiobotocore's HTTP session (`AioConfig(http_session_cls=...)`) with the same switch
+    cleared on every aiohttp session it opens (one per proxy URL), so that botocore's calls
+    (HeadObject, GetObject, DeleteObject, listings, aborts) are not resent either."""
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    if not callable(getattr(AIOHTTPSession, "_get_session", None)):
+        raise UnistoreError(
+            "aiobotocore's AIOHTTPSession no longer opens its sessions in _get_session, so unistore "
+            "cannot turn off their silent resend: install an aioboto3 in the range unistore supports"
+        )
+
+    class NoResendSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is untyped
+        async def _get_session(self, proxy_url: str | None) -> aiohttp.ClientSession:
+            session: aiohttp.ClientSession = await super()._get_session(proxy_url)
+            no_silent_resend(session)
+            return session
+
+    return NoResendSession
 
 
 def env_proxy(url: str) -> str | None:

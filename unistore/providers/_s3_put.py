@@ -16,6 +16,12 @@ What is taken from botocore, so that both paths agree:
 - the error mapping: an error answer is parsed into botocore's `ClientError` shape and goes
   through `S3Provider._map_errors`, like every SDK error.
 
+What it does not do, refused when the provider is built (`check_bucket_name`) or an upload starts
+(`refuse_encryption_metadata`), naming the fix: access-point, Multi-Region Access Point and
+Outposts ARNs as the bucket (their URL shapes and SigV4a), S3 Express directory buckets (their
+session authentication), and per-request server-side encryption headers (SSE-C, SSE-KMS): the
+objects are encrypted by the bucket's default encryption, which S3 applies to every put.
+
 Signing is AWS Signature Version 4 with `UNSIGNED-PAYLOAD` (as botocore with
 `payload_signing_enabled=False`): the body is bound to the signature through its checksum
 header (`Content-MD5` or `x-amz-checksum-crc32`), which is signed and which the service
@@ -32,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._errors import ConfigError
 from ._http import error_fields, put_body
 
 if TYPE_CHECKING:
@@ -59,6 +66,23 @@ class Answer:
     error: dict[str, Any] | None
     """botocore's error-response shape (`{"Error": {...}, "ResponseMetadata": {...}}`) for an
     error status, else None."""
+
+
+_REQUEST_HEADER_NAMES = ("x_amz_", "server_side_encryption", "sse_customer_", "ssekms")
+
+
+def refuse_encryption_metadata(metadata: Mapping[str, str]) -> None:
+    """Metadata names become `x-amz-meta-<name>` headers, never request headers: a name such as
+    `x_amz_server_side_encryption` or `sse_customer_key` asks for something S3 would silently
+    store as user metadata instead. Refused, naming what does encrypt the objects."""
+    for name in metadata:
+        if name.lower().startswith(_REQUEST_HEADER_NAMES):
+            raise ConfigError(
+                f"metadata name {name!r} looks like an S3 request header, but metadata is stored as "
+                f"x-amz-meta-{name.lower()} and sets nothing; unistore sends no SSE-C or SSE-KMS "
+                "headers: encrypt the recordings with the bucket's default encryption (SSE-S3 or "
+                "SSE-KMS, set on the bucket), which S3 applies to every upload"
+            )
 
 
 def quote_key(key: str) -> str:

@@ -322,9 +322,9 @@ class AzureBlobProvider(BaseProvider):
         if transfer.threshold > MAX_PUT_BLOB:
             transfer = replace(transfer, threshold=MAX_PUT_BLOB)
         super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
-        # Every field is given, so nothing is read from the environment here: the auth-mode
-        # rules and the checks are those of AzureSettings, written once.
-        self._settings = AzureSettings(
+        # The auth-mode rules and the checks are those of AzureSettings, written once; nothing
+        # is read from the environment here.
+        self._settings = AzureSettings.given(
             container=container,
             account_name=account_name,
             connection_string=as_secret(connection_string),

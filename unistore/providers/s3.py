@@ -25,10 +25,12 @@ SDK defaults this provider changes, and why:
 - `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
   several uploads, ranged downloads and a fan-in of small puts share one pool.
 - `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
-- No `Expect: 100-continue` (botocore adds it to every PutObject and UploadPart): aiohttp then
-  sends the headers and waits for "100 Continue" with no timeout at all (its read timeout starts
-  only once the body is sent), so a server or middlebox that takes the connection and never
-  answers hung the request for good. Bodies here are one part, already in memory.
+- `http_session_cls`: aiobotocore's aiohttp sessions never resend a request by themselves
+  (`_http.no_silent_resend`); the signed PUTs' own session is built the same way.
+- No `Expect: 100-continue`: botocore adds it to a PUT or POST whose body is a file object, and
+  aiohttp then waits for "100 Continue" with no timeout at all. The bodies (PutObject,
+  UploadPart) go through `_s3_put`, which never sends it, and no call left on botocore has such
+  a body (`tests/test_sdk_pins.py` checks every request botocore sends).
 
 Service errors are mapped in one place, `_map_errors`, through the `_CODES` table. Upload
 requests are retried by the part driver; reads, deletes and listing pages by `_call`, through
@@ -74,14 +76,14 @@ from .._keys import check_key
 from .._logging import logger, redact
 from .._multipart import MiB, PartLimits, PutOptions, Transfer
 from .._retry import retry
-from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
+from .._settings import AddressingStyle, S3Settings, as_secret
 from ._base import BaseProvider, drain_to_file
-from ._http import env_proxy, new_session
+from ._http import botocore_session_class, env_proxy, new_session
 from ._protocol import ObjectInfo
-from ._s3_put import Credentials, SignedPut, Signer
+from ._s3_put import Credentials, SignedPut, Signer, refuse_encryption_metadata
 
 if TYPE_CHECKING:
-    from .._settings import S3Settings, StorageSettings
+    from .._settings import StorageSettings
 
 ChecksumMode = Literal["when_supported", "when_required"]
 
@@ -262,30 +264,25 @@ class S3Provider(BaseProvider):
         name: str = "s3",
     ) -> None:
         super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
-        check_bucket_name(bucket)
-        if endpoint_url is not None:
-            # also refuses a pasted presigned URL, whose signature would reach the log line below
-            check_service_url(endpoint_url, "AWS_ENDPOINT_URL")
-        if (access_key_id is None) != (secret_access_key is None):
-            raise ConfigError(
-                "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the "
-                "standard AWS credential chain",
-                variables=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-            )
+        # The checks and derived defaults are those of S3Settings, written once; nothing is read
+        # from the environment here.
+        settings = S3Settings.given(
+            bucket=bucket, endpoint_url=endpoint_url, access_key_id=access_key_id,
+            secret_access_key=as_secret(secret_access_key), session_token=as_secret(session_token),
+            addressing_style=addressing_style, checksum_calculation=checksum_calculation, checksum=checksum,
+            **({"region": region} if region else {}),
+        )
         self._sdk, config_cls = _import_sdk()
-        self.bucket = bucket
+        self.bucket = settings.require_bucket()
         self._bucket_seen = False
         """Set once an answer proved the bucket exists (see `head`)."""
         self.region = region
-        self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
-        self._access_key_id = access_key_id
-        self._secret_access_key = as_secret(secret_access_key)
-        self._session_token = as_secret(session_token)
-        self.addressing_style: AddressingStyle = addressing_style or ("path" if endpoint_url else "auto")
-        # With a custom endpoint, botocore's default checksums are off unless asked for.
-        self.checksum_calculation: ChecksumMode | None = checksum_calculation or (
-            "when_required" if endpoint_url else None
-        )
+        self.endpoint_url = settings.endpoint_url.rstrip("/") if settings.endpoint_url else None
+        self._access_key_id = settings.access_key_id
+        self._secret_access_key = settings.secret_access_key
+        self._session_token = settings.session_token
+        self.addressing_style: AddressingStyle = settings.effective_addressing_style
+        self.checksum_calculation: ChecksumMode | None = settings.effective_checksum_calculation
         self.max_pool_connections = max_pool_connections or max(64, 2 * self.transfer.max_concurrency)
         options: dict[str, Any] = {
             "region_name": region,
@@ -296,6 +293,7 @@ class S3Provider(BaseProvider):
             "read_timeout": read_timeout,
             "max_pool_connections": self.max_pool_connections,
             "user_agent_extra": "unistore",
+            "http_session_cls": botocore_session_class(),
         }
         if self.checksum_calculation is not None:
             options["request_checksum_calculation"] = self.checksum_calculation
@@ -308,10 +306,8 @@ class S3Provider(BaseProvider):
             f" at {self.endpoint_url}" if self.endpoint_url else "",
             "static credentials (AWS_ACCESS_KEY_ID)" if access_key_id else "the standard AWS credential chain",
         )
-        if checksum not in ("crc32", "md5"):
-            raise ConfigError(f"AWS_S3_CHECKSUM must be crc32 or md5, not {checksum!r}", variables=["AWS_S3_CHECKSUM"])
-        self.checksum = checksum
-        self.digests = ("crc32", "md5") if checksum == "crc32" else ("md5",)
+        self.checksum = settings.checksum
+        self.digests = ("crc32", "md5") if self.checksum == "crc32" else ("md5",)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._s3: Any = None
@@ -391,7 +387,6 @@ class S3Provider(BaseProvider):
                     client = await stack.enter_async_context(
                         session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
                     )
-                    _no_expect_continue(client)
                     self._creds = await session.get_credentials()
                     self._put = await self._signed_put(client, stack)
             except BaseException:
@@ -595,6 +590,7 @@ class S3Provider(BaseProvider):
             _integrity.verify(self.name, key, what, digest.hex(), etag)
 
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
+        refuse_encryption_metadata(opts.metadata)
         headers = self._checksum_headers(opts.digest, digest)
         headers.update({f"x-amz-meta-{name.lower()}": value for name, value in opts.metadata.items()})
         if opts.content_type:
@@ -609,6 +605,7 @@ class S3Provider(BaseProvider):
         )
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
+        refuse_encryption_metadata(opts.metadata)
         client = await self._client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": opts.metadata}
         if opts.content_type:
@@ -866,13 +863,6 @@ class S3Provider(BaseProvider):
                 f"{end - start} bytes",
                 provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
             )
-
-
-def _no_expect_continue(client: Any) -> None:
-    """Drop botocore's `Expect: 100-continue` handler from `client` (see the module docstring)."""
-    from botocore.handlers import add_expect_header
-
-    client.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 async def _read_up_to(body: Any, size: int) -> bytes:

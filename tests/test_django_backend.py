@@ -4,18 +4,20 @@ contract against SeaweedFS and Azurite, under Django's test runner, is `tests/te
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 
 from unistore import ConfigError, FanOutError
-from unistore.contrib._django_options import known_options, parse_options
+from unistore.contrib._django_options import known_options, options_table, parse_options
 from unistore.contrib.django import UnistoreStorage
 
 if not django_settings.configured:
@@ -175,3 +177,35 @@ def test_url_uses_the_public_base_url_or_presigns() -> None:
         assert signed.url("missing.mp4")  # a URL that answers 404, as Django's storages give
     finally:
         signed.close()
+
+
+def test_readme_lists_the_django_options() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- django-options:start -->") + len("<!-- django-options:start -->")
+    end = readme.index("<!-- django-options:end -->")
+    assert readme[start:end].strip() == options_table(), "regenerate with options_table()"
+
+
+class _OneWayStream(io.RawIOBase):
+    """A source that cannot seek (a pipe, a socket): it can be sent once only."""
+
+    def __init__(self, data: bytes) -> None:
+        self.rest = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self.rest))
+        buffer[:n], self.rest = self.rest[:n], self.rest[n:]
+        return n
+
+
+def test_a_stream_that_cannot_seek_is_not_resent_under_another_name(memory_storage: UnistoreStorage) -> None:
+    memory_storage.save("pipe.bin", ContentFile(b"first"))
+    with pytest.raises(FanOutError, match="cannot be resent"):
+        memory_storage._save("pipe.bin", File(io.BufferedReader(_OneWayStream(b"second" * 1000)), "pipe.bin"))
+    assert memory_storage.listdir("")[1] == ["pipe.bin"]
+    assert memory_storage.sync.download_bytes("pipe.bin") == b"first"
+    fresh = memory_storage.save("pipe-2.bin", File(io.BufferedReader(_OneWayStream(b"second" * 1000)), "x"))
+    assert memory_storage.sync.download_bytes(fresh) == b"second" * 1000

@@ -72,6 +72,15 @@ def known_options() -> list[str]:
     return sorted(set().union(*(_names(model) for model in _GROUPS)))
 
 
+def options_table() -> str:
+    """Markdown table of the Django-only options (the README's), from the declarations above."""
+    rows = ["| option | meaning | default |", "| --- | --- | --- |"]
+    for name, info in DjangoOptions.model_fields.items():
+        default = "—" if info.default is None else f"`{info.default}`"
+        rows.append(f"| `{name}` | {info.description or ''} | {default} |")
+    return "\n".join(rows)
+
+
 def parse_options(options: Mapping[str, Any]) -> tuple[StorageSettings, DjangoOptions]:
     """Validate `OPTIONS` into the settings the backend runs on. Raises `ConfigError`."""
     known = known_options()
@@ -104,4 +113,4 @@ def parse_options(options: Mapping[str, Any]) -> tuple[StorageSettings, DjangoOp
     return settings, django
 
 
-__all__ = ["DjangoOptions", "known_options", "parse_options"]
+__all__ = ["DjangoOptions", "known_options", "options_table", "parse_options"]

@@ -46,9 +46,6 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without Django
     raise MissingDependencyError("django", "django", needed_by="unistore.contrib.django") from exc
 
-STREAM_CHUNK = 1024 * 1024
-"""Bytes read from a Django `File` per chunk when it has no path on disk (`File.chunks`)."""
-
 NAME_ATTEMPTS = 10
 """Alternative names tried when a conditional create finds each one taken."""
 
@@ -112,6 +109,8 @@ class UnistoreStorage(Storage):
             # Another writer got the name first on `taken`. Copies this attempt created elsewhere
             # are ours alone (conditional creates), and would pair the name with other bytes.
             self._undo(name, report.succeeded)
+            if not _rewind(content):
+                raise FanOutError(report.errors, report, operation=f"save of {name!r} (a stream cannot be resent)")
             name = self.get_available_name(name, _max_length.get())
         raise FanOutError(report.errors, report, operation=f"save of {name!r} ({NAME_ATTEMPTS} names taken)")
 
@@ -125,10 +124,10 @@ class UnistoreStorage(Storage):
         if path is not None:
             return self.sync.upload_file(path, name, **opts)
         size = _known_size(content)
-        if size is not None and size <= int(self.settings.multipart_threshold):
-            content.seek(0)
+        if size is not None and size <= int(self.settings.multipart_threshold) and _rewind(content):
             return self.sync.upload_bytes(_as_bytes(content.read()), name, **opts)
-        chunks = (_as_bytes(chunk) for chunk in content.chunks(STREAM_CHUNK))
+        # read in whole parts: the writer then sends each chunk as it is, with no copy to join them
+        chunks = (_as_bytes(chunk) for chunk in content.chunks(int(self.settings.chunk_size)))
         return self.sync.upload_stream(chunks, name, **opts)
 
     def _undo(self, name: str, providers: list[str]) -> None:
@@ -262,6 +261,17 @@ def _path_on_disk(content: File[Any]) -> str | None:
     if stat.S_ISREG(opened.st_mode) and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
         return path
     return None
+
+
+def _rewind(content: File[Any]) -> bool:
+    """Back to the first byte, for a second read; False for a stream that cannot seek."""
+    if _path_on_disk(content) is not None:
+        return True
+    try:
+        content.seek(0)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return True
 
 
 def _known_size(content: File[Any]) -> int | None:

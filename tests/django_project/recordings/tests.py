@@ -264,8 +264,10 @@ class BigUploadTests(TestCase):
 
     def test_default_options_stay_within_parts_in_flight(self) -> None:
         # 8 MiB parts x 4 in flight x 2 providers, plus 16 MiB of slack: a bound set by the
-        # options, whatever the file size (measured here: 49-67 MiB for this 64 MiB file)
+        # options, whatever the file size (measured here: 47-67 MiB for this 64 MiB file)
         self._round_trip("default", 8 * 4 * 2 + 16)
 
-    def test_one_part_in_flight_stays_under_half_the_file_size(self) -> None:
-        self._round_trip("bounded", self.SIZE / MiB / 2)
+    def test_one_part_in_flight_stays_well_under_the_file_size(self) -> None:
+        # 5 MiB parts, one in flight per provider: measured here 17-30 MiB for this 64 MiB file
+        # (the part being read, the one queued for each provider, the ones being sent)
+        self._round_trip("bounded", 40)

@@ -5,6 +5,7 @@ The same promises against SeaweedFS and Azurite are in `tests/test_reads_servers
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -79,13 +80,20 @@ async def test_reads_fail_over_to_the_next_provider_when_the_first_lacks_the_key
     assert name == "second" and located.size == 18
 
 
-async def test_reads_fail_over_when_the_first_provider_is_down(make_memory_provider: MakeMemory) -> None:
+async def test_reads_fail_over_when_the_first_provider_is_down(
+    make_memory_provider: MakeMemory, caplog: pytest.LogCaptureFixture
+) -> None:
     storage, first, second = await two(make_memory_provider)
     report = await storage.upload_bytes(b"both copies", "rec.bin")
     assert report.ok
     first.fail_reads_with = down("first")
+    caplog.set_level(logging.INFO, logger="unistore")
+    caplog.clear()
     assert await storage.download_bytes("rec.bin") == b"both copies"
     assert [c async for c in storage.iter_bytes("rec.bin")] == [b"both copies"]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines.count(("INFO", "download of rec.bin served by second after first could not")) == 2
+    assert sum(1 for level, text in lines if level == "WARNING" and "failed on first, trying the next" in text) == 2
     assert "download_bytes" in first.calls and "download_bytes" in second.calls
 
 

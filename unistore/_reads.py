@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from . import _logging as log
@@ -43,7 +43,7 @@ class ListedObject:
     in read order. A key missing from a provider is simply absent from `copies`."""
 
     key: str
-    copies: Mapping[str, ObjectInfo] = field(default_factory=dict)
+    copies: Mapping[str, ObjectInfo]
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -84,6 +84,18 @@ def _short(error: BaseException) -> str:
 
 def _answers(errors: Mapping[str, BaseException]) -> str:
     return "; ".join(f"{name}: {_short(err)}" for name, err in errors.items())
+
+
+def _handed_over(op: str, key: str, name: str, error: Exception) -> Exception:
+    """Log a provider that failed a read (a missing key is no news), and return the error."""
+    if not isinstance(error, NotFoundError):
+        logger.warning("%s of %s failed on %s, trying the next provider: %s", op, key, name, _short(error))
+    return error
+
+
+def _served(op: str, key: str, name: str, errors: Mapping[str, BaseException]) -> None:
+    if errors:
+        logger.info("%s of %s served by %s after %s could not", op, key, name, ", ".join(errors))
 
 
 def _none_served(op: str, key: str, errors: Mapping[str, BaseException]) -> Exception:
@@ -130,13 +142,9 @@ class Reader:
             try:
                 result = await call(candidate)
             except Exception as exc:  # the next provider may hold it
-                errors[candidate.name] = exc
-                if not isinstance(exc, NotFoundError):
-                    logger.warning("%s of %s failed on %s, trying the next provider: %s",
-                                   op, key, candidate.name, _short(exc))
+                errors[candidate.name] = _handed_over(op, key, candidate.name, exc)
                 continue
-            if errors:
-                logger.info("%s of %s served by %s after %s could not", op, key, candidate.name, ", ".join(errors))
+            _served(op, key, candidate.name, errors)
             return candidate.name, result
         raise _none_served(op, key, errors)
 
@@ -171,8 +179,9 @@ class Reader:
                 except Exception as exc:
                     if provider is not None:
                         raise
-                    errors[candidate.name] = exc
+                    errors[candidate.name] = _handed_over("download", key, candidate.name, exc)
                     continue
+                _served("download", key, candidate.name, errors)
                 yield first
                 async for chunk in chunks:
                     yield chunk

@@ -8,7 +8,9 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,19 @@ def test_a_stream_that_cannot_seek_is_not_resent_under_another_name(memory_stora
     assert memory_storage.sync.download_bytes("pipe.bin") == b"first"
     fresh = memory_storage.save("pipe-2.bin", File(io.BufferedReader(_OneWayStream(b"second" * 1000)), "x"))
     assert memory_storage.sync.download_bytes(fresh) == b"second" * 1000
+
+
+def test_threads_saving_one_name_at_once_each_get_their_own(memory_storage: UnistoreStorage) -> None:
+    # every thread's exists() check can pass before any write lands: the conditional create
+    # is what keeps each file whole under its own name
+    barrier = threading.Barrier(8)
+
+    def save(i: int) -> str:
+        barrier.wait()
+        return memory_storage.save("race/take.txt", ContentFile(f"take {i}".encode()))
+
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(save, range(8)))
+    assert len(set(names)) == 8
+    for i, name in enumerate(names):
+        assert memory_storage.sync.download_bytes(name) == f"take {i}".encode()

@@ -10,6 +10,7 @@ is held, so one huge part still proceeds, alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 
@@ -94,6 +95,18 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 _default = BufferBudget(256 * 1024 * 1024)
+
+
+def _reset_after_fork() -> None:
+    # A forked child inherits the parent's count of held bytes (parts in flight on the parent's
+    # threads, which never reach the child to release them) and perhaps a lock held by one of
+    # those threads: a child forked mid-upload would wait for budget for ever.
+    _default._lock = threading.Lock()
+    _default._held = 0
+    _default._waiters.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def default_budget() -> BufferBudget:

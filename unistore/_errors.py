@@ -47,9 +47,9 @@ class ConfigError(UnistoreError):
 class MissingDependencyError(UnistoreError, ImportError):
     """An optional SDK is not installed; the message gives the pip command."""
 
-    def __init__(self, extra: str, module: str, instead: str | None = None) -> None:
+    def __init__(self, extra: str, module: str, instead: str | None = None, *, needed_by: str | None = None) -> None:
         super().__init__(
-            f"the {extra!r} provider needs {module!r}, which is not installed: "
+            f"{needed_by or f'the {extra!r} provider'} needs {module!r}, which is not installed: "
             f"pip install 'unistore[{extra}]'" + (f" (or {instead})" if instead else "")
         )
         self.extra = extra

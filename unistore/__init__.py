@@ -17,6 +17,7 @@ from ._errors import (
     EmptySourceError,
     FanOutError,
     IntegrityError,
+    InvalidKeyError,
     MissingDependencyError,
     NotFoundError,
     PermissionDeniedError,
@@ -25,10 +26,10 @@ from ._errors import (
     TransientError,
     UnistoreError,
 )
-from ._keys import InvalidKeyError
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
-from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+from ._types import ObjectInfo, ProgressCallback
+from .providers._protocol import Provider
 
 if TYPE_CHECKING:
     from ._settings import AzureSettings, S3Settings, StorageSettings

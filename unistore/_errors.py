@@ -1,9 +1,29 @@
 """The error hierarchy: every failure unistore raises is a `UnistoreError`.
 
+    UnistoreError
+    ├── ConfigError                 settings or arguments are invalid (`variables` names them)
+    ├── InvalidKeyError             the object key is not acceptable to every provider (a ValueError)
+    ├── MissingDependencyError      an optional SDK is missing (an ImportError)
+    ├── SourceError                 the upload source is missing, unreadable or changed
+    │   └── EmptySourceError        0 bytes and allow_empty=False
+    ├── ProviderError               a service said no (`provider`, `key`, `code`, `status`, `hint`)
+    │   ├── AuthenticationError     credentials missing, wrong or expired
+    │   ├── PermissionDeniedError   valid credentials lacking a permission or role
+    │   ├── NotFoundError           no object under the key
+    │   ├── ContainerNotFoundError  no bucket or container
+    │   ├── AlreadyExistsError      overwrite=False and the key is taken
+    │   └── TransientError          worth retrying (`transient`); raised once retries are spent
+    │       └── IntegrityError      stored bytes differ from those sent
+    └── FanOutError                 a fan-out failed somewhere (`errors`, `report`)
+
 Provider errors keep what the service said (`code`, `status`) and carry a one-line `hint`
 that names the fix, because an operator reading a log at 3 a.m. needs the next step, not a
 stack trace. Messages never contain secrets: providers build them from codes and names only,
-and anything echoed from a URL goes through `unistore._redact.redact` first.
+and anything echoed from a service goes through `short()` (`unistore._logging.redact`) first.
+
+The builders at the end (`already_exists`, `from_status`, `from_transport`) are the fallbacks
+every provider shares: `unistore._request` applies them to what a provider's code table does
+not name.
 """
 
 from __future__ import annotations
@@ -22,6 +42,7 @@ __all__ = [
     "EmptySourceError",
     "FanOutError",
     "IntegrityError",
+    "InvalidKeyError",
     "MissingDependencyError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -42,6 +63,10 @@ class ConfigError(UnistoreError):
     def __init__(self, message: str, *, variables: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.variables: tuple[str, ...] = tuple(variables)
+
+
+class InvalidKeyError(UnistoreError, ValueError):
+    """The object key is not acceptable to every provider."""
 
 
 class MissingDependencyError(UnistoreError, ImportError):
@@ -68,6 +93,7 @@ class ProviderError(UnistoreError):
     """A provider operation failed. `provider` is its name (`s3`, `azure`, ...)."""
 
     transient: bool = False
+    """Whether `unistore._retry` tries the request again (True for `TransientError`)."""
 
     def __init__(
         self,

@@ -23,11 +23,10 @@ import base64
 import binascii
 import zlib
 from collections.abc import Sequence
-from typing import Literal
 
 from ._errors import IntegrityError
+from ._types import Kind as Kind
 
-Kind = Literal["md5", "crc32", "crc64"]
 COST: dict[Kind, int] = {"crc64": 1, "crc32": 4, "md5": 25}
 """Relative CPU per byte of each kind, measured here (awscrt CRC-64, zlib CRC32, OpenSSL MD5)."""
 

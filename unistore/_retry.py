@@ -1,10 +1,11 @@
 """Retry of single requests, with jittered exponential backoff, bounded by attempts and time.
 
-Only `TransientError`s are retried (5xx, throttling, resets, timeouts, integrity mismatches);
-everything else fails at once. Requests are retried while their bytes are still in hand (one
-part, one small put); a stream is never retried as a whole. unistore is the only retry layer:
-the providers switch the SDKs' own retries off, since stacked policies multiply attempts past
-any deadline. Sleep and randomness are injectable so tests run without waiting.
+Only errors whose `transient` is true are retried (`TransientError`: 5xx, throttling, resets,
+timeouts, integrity mismatches); everything else fails at once. Requests are retried while
+their bytes are still in hand (one part, one small put); a stream is never retried as a whole.
+unistore is the only retry layer: the providers switch the SDKs' own retries off, since stacked
+policies multiply attempts past any deadline. Sleep and randomness are injectable so tests run
+without waiting.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ._errors import TransientError
+from ._errors import ProviderError
 
 T = TypeVar("T")
 logger = logging.getLogger("unistore.retry")
@@ -56,7 +57,9 @@ async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) 
         attempt += 1
         try:
             return await op()
-        except TransientError as exc:
+        except ProviderError as exc:
+            if not exc.transient:
+                raise
             elapsed = policy.clock() - start
             delay = policy.delay(attempt - 1)
             if attempt >= policy.attempts or elapsed + delay >= policy.deadline:

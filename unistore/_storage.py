@@ -15,20 +15,21 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from . import _integrity
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
-from ._keys import check_key
-from ._multipart import MiB, PartLimits, PartSizer, read_range
+from ._io import cut_part, file_chunks, read_range
+from ._multipart import MiB, PartLimits, PartSizer
 from ._report import ProviderResult, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
-from .providers._base import _empty, check_content_type, check_metadata, guess_content_type, source_size
-from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+from ._types import ObjectInfo, ProgressCallback
+from ._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
+from .providers._protocol import Provider
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings
@@ -94,7 +95,7 @@ class Storage:
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> Storage:
         from ._budget import default_budget
-        from ._heap import set_freeze
+        from ._gcfreeze import set_freeze
         from .providers import build_providers
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
@@ -212,7 +213,7 @@ class Storage:
         opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
-            raise _empty(key, path)
+            raise empty_source(key, path)
         if content_type is None:
             opts["content_type"] = guess_content_type(path)
         providers = list(self._providers.values())
@@ -240,10 +241,10 @@ class Storage:
         async def feed() -> None:
             offset = 0
             try:
-                async with contextlib.aclosing(_file_chunks(path, 0, size, chunk, kind)) as chunks:
+                async with contextlib.aclosing(file_chunks(path, 0, size, chunk, kind)) as chunks:
                     async for data, digest in chunks:
                         # a provider that falls behind reads on from here by itself
-                        catch_up = functools.partial(_file_chunks, path, offset, size, chunk, kind)
+                        catch_up = functools.partial(file_chunks, path, offset, size, chunk, kind)
                         offset += len(data)
                         await tee.feed(data, digest, lag_s=self.fanout_lag_s, catch_up=catch_up)
                         if not tee.alive:
@@ -291,7 +292,7 @@ class Storage:
         opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
-            raise _empty(key)
+            raise empty_source(key)
         return await self._gather(
             key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in self._providers.values()}
         )
@@ -397,7 +398,7 @@ class StorageWriter:
         and hashing run in a worker thread: multi-MiB copies on the loop stall it for tens of ms."""
         assert self._tee is not None
         chunks, self._pending, self._pending_bytes = self._pending, [], 0
-        part, digest, rest = await run_in_part_thread(_cut_part, chunks, size, self._tee.digest_kind)
+        part, digest, rest = await run_in_part_thread(cut_part, chunks, size, self._tee.digest_kind)
         if rest:
             self._pending, self._pending_bytes = [rest], len(rest)
         if await self._tee.feed(part, digest) == 0 and not self._tee.alive:
@@ -428,7 +429,7 @@ class StorageWriter:
                 raise
             if self._written == 0 and not self._opts.get("allow_empty"):
                 await self._finish(UploadAborted("empty stream"))
-                raise _empty(self.key)
+                raise empty_source(self.key)
             await self._finish(None)
             return
         if isinstance(exc, asyncio.CancelledError):
@@ -458,28 +459,6 @@ def _checked_options(
         "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
         "allow_empty": allow_empty, "progress": progress,
     }
-
-
-async def _file_chunks(
-    path: str, offset: int, size: int, chunk: int, kind: _integrity.Kind
-) -> AsyncGenerator[tuple[bytes, bytes], None]:
-    """A file from `offset` in chunks with their digests: the fan-out's one read, and the rest
-    of it for a provider that fell behind."""
-    while offset < size:
-        length = min(chunk, size - offset)
-        data, digest = await run_in_part_thread(read_range, path, offset, length, kind)
-        offset += length
-        yield data, digest
-
-
-def _cut_part(chunks: list[bytes], size: int, kind: _integrity.Kind) -> tuple[bytes, bytes, bytes]:
-    """The first `size` bytes of `chunks` as one part, its digest, and what is left over."""
-    joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if len(joined) == size:
-        part, rest = joined, b""
-    else:
-        part, rest = joined[:size], joined[size:]
-    return part, _integrity.digest(kind, part), rest
 
 
 def _bound(

@@ -17,7 +17,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._report import UploadReport
 from ._storage import Storage
-from .providers._protocol import ObjectInfo
+from ._types import ObjectInfo
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings

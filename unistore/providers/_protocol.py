@@ -14,30 +14,13 @@ Guarantees every provider gives (tested for each one in `tests/contract/`):
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-ProgressCallback = Callable[[str, int, "int | None"], None]
-"""Called as `(provider name, bytes done, total bytes or None)` as parts complete."""
+from .._types import ObjectInfo, ProgressCallback
 
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """What a service says it holds under a key."""
-
-    key: str
-    size: int
-    etag: str | None = None
-    content_type: str | None = None
-    last_modified: datetime | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    checksum: str | None = None
-    """The digest the service vouched for, prefixed by its algorithm: `md5:<hex>`, or
-    `md5-parts:<hex>-<n>` for a multipart upload (an S3 multipart ETag is not the object's MD5)."""
-
+__all__ = ["ObjectInfo", "ProgressCallback", "Provider"]
 
 @runtime_checkable
 class Provider(Protocol):

@@ -65,9 +65,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import SecretStr
 
-from .. import _heap, _integrity
+from .. import _gcfreeze, _integrity
 from .._body import part_body
 from .._budget import BufferBudget
+from .._download import download_ranges
 from .._errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -81,15 +82,15 @@ from .._errors import (
     TransientError,
     UnistoreError,
 )
-from .._keys import check_key
 from .._logging import redact
-from .._multipart import MiB, PartLimits, PutOptions, Transfer
+from .._multipart import Transfer
 from .._retry import retry
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
+from .._validate import check_key
 from ._azure_put import Answer, BlobPut
-from ._base import BaseProvider, drain_to_file
-from ._http import new_session
-from ._protocol import ObjectInfo
+from ._base import BaseProvider
+from ._http import drain_to_file, new_session
 
 if TYPE_CHECKING:
     import aiohttp
@@ -294,11 +295,12 @@ def _first_line(exc: BaseException) -> str:
     return redact(line)[:300]
 
 
+LIMITS = PartLimits(max_parts=50_000, min_part=1, max_part=4000 * MiB, max_single_put=MAX_PUT_BLOB)
+
+
 class AzureBlobProvider(BaseProvider):
     """Azure Blob Storage: one container, three auth modes (see `AzureSettings.auth_mode`)."""
 
-    label = "Azure Blob Storage"
-    limits = PartLimits(max_parts=50_000, min_part=1, max_part=4000 * MiB)
 
     def __init__(
         self,
@@ -318,9 +320,6 @@ class AzureBlobProvider(BaseProvider):
         name: str = "azure",
         checksum: Literal["auto", "crc64", "md5"] = "auto",
     ) -> None:
-        transfer = transfer or Transfer()
-        if transfer.threshold > MAX_PUT_BLOB:
-            transfer = replace(transfer, threshold=MAX_PUT_BLOB)
         super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
         # Every field is given, so nothing is read from the environment here: the auth-mode
         # rules and the checks are those of AzureSettings, written once.
@@ -343,7 +342,10 @@ class AzureBlobProvider(BaseProvider):
         """The digest kind in use (`auto` resolved for this endpoint)."""
         if self.checksum == "crc64" and not _integrity.crc64_available():
             raise MissingDependencyError("azure", "awscrt", instead="set AZURE_STORAGE_CHECKSUM=md5")
-        self.digests: tuple[_integrity.Kind, ...] = ("crc64", "md5") if self.checksum == "crc64" else ("md5",)
+        self.info = ProviderInfo(
+            label="Azure Blob Storage", digests=("crc64", "md5") if self.checksum == "crc64" else ("md5",),
+            limits=LIMITS,
+        )
         self._verify: bool | str = (
             connection_verify if isinstance(connection_verify, bool) else os.fspath(connection_verify)
         )
@@ -476,7 +478,7 @@ class AzureBlobProvider(BaseProvider):
         self._service = service
         self._container = service.get_container_client(self.container)
         self._open_blob_put(session)
-        _heap.settle()
+        _gcfreeze.settle()
 
     def _open_blob_put(self, session: aiohttp.ClientSession) -> None:
         """The single-put path (`_azure_put`), on the provider's one aiohttp session (the one
@@ -842,7 +844,7 @@ class AzureBlobProvider(BaseProvider):
         async def fetch(fd: int, start: int, end: int) -> None:
             await self._call(key, "Get Blob", functools.partial(self._fetch_range, fd, key, start, end, info.etag))
 
-        await self._download_ranges(path, info.size, FILE_RANGE, fetch)
+        await download_ranges(path, info.size, FILE_RANGE, self.transfer.max_concurrency, fetch)
         return info
 
     async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:

@@ -55,8 +55,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import SecretStr
 
-from .. import _heap, _integrity
+from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
+from .._download import download_ranges
 from .._errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -70,14 +71,14 @@ from .._errors import (
     TransientError,
     UnistoreError,
 )
-from .._keys import check_key
 from .._logging import logger, redact
-from .._multipart import MiB, PartLimits, PutOptions, Transfer
+from .._multipart import Transfer
 from .._retry import retry
 from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
-from ._base import BaseProvider, drain_to_file
-from ._http import env_proxy, new_session
-from ._protocol import ObjectInfo
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
+from .._validate import check_key
+from ._base import BaseProvider
+from ._http import drain_to_file, env_proxy, new_session
 from ._s3_put import Credentials, SignedPut, Signer
 
 if TYPE_CHECKING:
@@ -229,11 +230,12 @@ class _Upload:
     kind: _integrity.Kind = "md5"
 
 
+LIMITS = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB, max_single_put=5 * 1024 * MiB)
+
+
 class S3Provider(BaseProvider):
     """Uploads to one S3 bucket. See the module docstring for the SDK settings it changes."""
 
-    label = "AWS S3"
-    limits = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB)
 
     list_page_size: int = 1000
     """Keys per ListObjectsV2 page (S3's maximum is 1000)."""
@@ -309,7 +311,10 @@ class S3Provider(BaseProvider):
         if checksum not in ("crc32", "md5"):
             raise ConfigError(f"AWS_S3_CHECKSUM must be crc32 or md5, not {checksum!r}", variables=["AWS_S3_CHECKSUM"])
         self.checksum = checksum
-        self.digests = ("crc32", "md5") if checksum == "crc32" else ("md5",)
+        self.info = ProviderInfo(
+            label="AWS S3", digests=("crc32", "md5") if checksum == "crc32" else ("md5",), limits=LIMITS,
+            cleans_incomplete_uploads=True,
+        )
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._s3: Any = None
@@ -396,7 +401,7 @@ class S3Provider(BaseProvider):
                 await stack.aclose()
                 raise
             self._s3, self._stack, self._loop = client, stack, loop
-            _heap.settle()
+            _gcfreeze.settle()
             return client
 
     async def _signed_put(self, client: Any, stack: contextlib.AsyncExitStack) -> SignedPut:
@@ -828,7 +833,7 @@ class S3Provider(BaseProvider):
                 f"download of {key!r} bytes {start}-{end - 1}",
             )
 
-        await self._download_ranges(path, info.size, step, fetch)
+        await download_ranges(path, info.size, step, self.transfer.max_concurrency, fetch)
         return info
 
     async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from ._errors import TransientError
 from ._io import temp_beside, unlink_quietly
+from ._request import Target, call
 
 
 async def download_streamed(
@@ -81,3 +83,30 @@ def short_read(provider: str, key: str, got: int, wanted: int, offset: int = 0) 
         provider=provider, key=key, code="IncompleteDownload",
         hint="a temporary fault of the service or the network; retried automatically",
     )
+
+
+class RangeSource(Target, Protocol):
+    """A provider whose objects can be read by range, for `download_ranges`."""
+
+    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> int:
+        """Write bytes [start, end) of `key` (pinned to `etag`) into `fd` at `start`; return how
+        many were written."""
+        ...
+
+
+async def fetch_ranges(
+    source: RangeSource, key: str, path: str | os.PathLike[str], size: int, step: int, etag: str | None, op: str
+) -> None:
+    """`download_ranges` over a provider's `_fetch_range`, each range one request (`op`) of the
+    request path: retried on its own, and a short range is `IncompleteDownload` everywhere."""
+
+    async def fetch(fd: int, start: int, end: int) -> None:
+        await call(source, op, key, _whole_range, source, fd, key, start, end, etag)
+
+    await download_ranges(path, size, step, source.transfer.max_concurrency, fetch)
+
+
+async def _whole_range(source: RangeSource, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
+    written = await source._fetch_range(fd, key, start, end, etag)
+    if written != end - start:
+        raise short_read(source.name, key, written, end - start, start)

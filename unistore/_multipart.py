@@ -21,11 +21,12 @@ from typing import Any, Protocol, TypeVar
 
 from . import _integrity
 from ._budget import BufferBudget
-from ._deadline import ABORT_GRACE_S, ABORT_TIMEOUT_S, with_request_deadline
+from ._deadline import ABORT_GRACE_S, ABORT_TIMEOUT_S
 from ._errors import AlreadyExistsError, UnistoreError
 from ._io import DigestLookup, PartSource, file_parts, hash_small, read_range, stream_parts
 from ._logging import redact
-from ._retry import RetryPolicy, retry
+from ._request import Target, call
+from ._retry import RetryPolicy
 from ._threads import run_in_part_thread
 from ._types import MiB, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
 from ._validate import empty_source
@@ -62,16 +63,12 @@ class PartSizer:
         return min(grown, self._limits.max_part)
 
 
-class PartBackend(Protocol):
+class PartBackend(Target, Protocol):
     """The primitives a provider gives the driver; `handle` is the provider's own state."""
-
-    @property
-    def name(self) -> str: ...
 
     @property
     def info(self) -> ProviderInfo: ...
 
-    transfer: Transfer
     budget: BufferBudget
 
     async def head(self, key: str) -> ObjectInfo: ...
@@ -193,23 +190,16 @@ async def put_small(
     """One put of `data`, retried while its bytes are in hand."""
     if not data and not opts.allow_empty:
         raise empty_source(key)
-    transfer = backend.transfer
-    attempts = 0
-
-    async def attempt() -> ObjectInfo:
-        nonlocal attempts
-        attempts += 1
-        return await with_request_deadline(
-            backend._put_object(key, data, digest, opts), transfer.request_timeout(len(data)), len(data),
-            backend.name, key,
-        )
-
+    attempts = [0]
     try:
-        info = await retry(attempt, transfer.retry, f"upload of {key!r}")
+        info = await call(
+            backend, "upload", key, _counted_put, backend, attempts, key, data, digest, opts,
+            size=len(data), conditional=not opts.overwrite,
+        )
     except AlreadyExistsError:
         # A conditional create retried after a lost answer finds its own first write: the
         # object holding exactly our bytes is our upload, not somebody else's.
-        if attempts < 2:
+        if attempts[0] < 2:
             raise
         stored = await backend.head(key)
         if stored.checksum != _integrity.label(opts.digest, digest) or stored.size != len(data):
@@ -218,6 +208,13 @@ async def put_small(
     if progress is not None:
         progress(backend.name, len(data), len(data))
     return info
+
+
+async def _counted_put(
+    backend: PartBackend, attempts: list[int], key: str, data: bytes, digest: bytes, opts: PutOptions
+) -> ObjectInfo:
+    attempts[0] += 1
+    return await backend._put_object(key, data, digest, opts)
 
 
 async def run_parts(
@@ -240,9 +237,7 @@ async def run_parts(
     """
     # The start runs in its own task: cancelled while its request is in flight, the service may
     # create the upload anyway, so the abort below waits for the answer and aborts what it made.
-    starting = asyncio.ensure_future(
-        retry(lambda: backend._start_parts(key, opts), transfer.retry, f"start upload of {key!r}")
-    )
+    starting = asyncio.ensure_future(call(backend, "start upload", key, backend._start_parts, key, opts))
     try:
         handle = await asyncio.shield(starting)
     except BaseException:
@@ -256,13 +251,8 @@ async def run_parts(
     async def put(number: int, load: Callable[[], Awaitable[tuple[bytes, bytes]]]) -> None:
         nonlocal done
         data, digest = await load()
-        tokens[number] = await retry(
-            lambda: with_request_deadline(
-                backend._put_part(handle, number, data, digest), transfer.request_timeout(len(data)), len(data),
-                backend.name, key,
-            ),
-            transfer.retry,
-            f"part {number} of {key!r}",
+        tokens[number] = await call(
+            backend, f"part {number}", key, backend._put_part, handle, number, data, digest, size=len(data)
         )
         digests[number] = digest
         done += len(data)
@@ -307,10 +297,8 @@ async def run_parts(
             raise UnistoreError(f"internal error: {len(tokens)} of {count} parts stored")
         ordered = [tokens[i] for i in range(1, count + 1)]
         in_order = [digests[i] for i in range(1, count + 1)]
-        return await retry(
-            lambda: backend._complete_parts(handle, key, ordered, in_order, done, opts),
-            transfer.retry,
-            f"complete upload of {key!r}",
+        return await call(
+            backend, "complete upload", key, backend._complete_parts, handle, key, ordered, in_order, done, opts
         )
     except BaseException:
         for task in in_flight:
@@ -348,7 +336,7 @@ async def _abort(
                 return  # the start failed: it created nothing
         try:
             await asyncio.wait_for(
-                retry(lambda: backend._abort_parts(handle, key), transfer.retry, f"abort of {key!r}"),
+                call(backend, "abort", key, backend._abort_parts, handle, key),
                 ABORT_TIMEOUT_S,
             )
         except Exception as exc:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ._errors import ProviderError
 
@@ -46,8 +46,9 @@ class RetryPolicy:
         return self.rand() * min(self.max_delay, self.base_delay * 2.0**attempt)
 
 
-async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    """Run `op` until it succeeds, raises a permanent error, or the policy is spent.
+async def retry(op: Callable[..., Awaitable[T]], policy: RetryPolicy, what: str, *args: Any) -> T:
+    """Run `op(*args)` until it succeeds, raises a permanent error, or the policy is spent.
+    Called by `unistore._request.call` only.
 
     The final `TransientError` says how many attempts were made and how long they took.
     """
@@ -56,7 +57,7 @@ async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) 
     while True:
         attempt += 1
         try:
-            return await op()
+            return await op(*args)
         except ProviderError as exc:
             if not exc.transient:
                 raise

@@ -38,6 +38,14 @@ class ObjectInfo:
     the object's MD5)."""
 
 
+def unquote_etag(etag: str | None) -> str | None:
+    """The one form of `ObjectInfo.etag` on every provider: without its quotes (and without a
+    weak validator's `W/`), its case as the service sent it (Azure's are upper-case hex)."""
+    if not etag:
+        return None
+    return etag.removeprefix("W/").strip('"') or None
+
+
 @dataclass(frozen=True)
 class PutOptions:
     content_type: str | None

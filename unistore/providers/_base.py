@@ -21,7 +21,7 @@ from .. import _multipart
 from .._budget import BufferBudget, default_budget
 from .._deadline import source_time_excluded, under_upload_deadline
 from .._download import download_streamed
-from .._errors import NotFoundError
+from .._errors import Context, NotFoundError, ProviderError
 from .._io import DigestLookup
 from .._multipart import Transfer
 from .._types import Kind, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
@@ -33,6 +33,8 @@ class BaseProvider(ABC):
 
     info: ProviderInfo = ProviderInfo()
     """What this provider declares to the manager: label, accepted digests, limits."""
+    network_hint: str = "check the network path to the service"
+    """The fix an error names when a connection to the service fails (`unistore._request`)."""
 
     def __init__(
         self,
@@ -112,6 +114,11 @@ class BaseProvider(ABC):
 
     @abstractmethod
     async def aclose(self) -> None: ...
+
+    def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
+        """The service's own errors as unistore errors, through the provider's code table
+        (`unistore._request` applies it, then the shared fallbacks); None: not one it knows."""
+        return None
 
     # -- uploads -------------------------------------------------------------------------
 

@@ -4,35 +4,19 @@ One aioboto3 session and one client per provider, opened on first use (on the ev
 that uses it first) and closed by `aclose()`; aioboto3 itself is imported when a provider is
 created, never when this module is imported.
 
-SDK defaults this provider changes, and why:
+The SDK defaults this provider changes (botocore's retries off, s3v4 signing, path-style
+addressing and `when_required` checksums for custom endpoints, unsigned payloads, the pool size,
+the timeouts) are listed with their reasons in the README's table of overrides.
 
-- `retries={"total_max_attempts": 1}`: botocore never retries. `unistore._retry` is the only
-  retry layer (per request or part, with a deadline, while the bytes are in hand); stacked
-  policies would multiply attempts past that deadline.
-- `signature_version="s3v4"`, and path-style addressing when `AWS_ENDPOINT_URL` is set (unless
-  `AWS_S3_ADDRESSING_STYLE` says otherwise): S3-compatible servers reject what botocore
-  otherwise negotiates (virtual hosts under a loopback or private name).
-- `request_checksum_calculation` / `response_checksum_validation` = `when_required` when a
-  custom endpoint is set (unless `AWS_REQUEST_CHECKSUM_CALCULATION` is): botocore >= 1.36 sends
-  default CRC checksums and aws-chunked trailers that S3-compatible servers reject or store
-  verbatim (boto3 #4398, seaweedfs #6548). Integrity does not depend on them: every put and
-  part carries `Content-MD5` (the server refuses bad bytes with `BadDigest`), and the ETag the
-  server returns is compared with our own MD5 (`unistore._integrity`).
-- `s3={"payload_signing_enabled": False}`: no SHA-256 of every body on plain-http endpoints
-  (botocore already skips it on https when Content-MD5 is present). `Content-MD5` is a signed
-  header, so a put's or part's body is still bound to the signature; the few bodies without
-  it (CompleteMultipartUpload's part list) are checked through the final ETag instead.
-- `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
-  several uploads, ranged downloads and a fan-in of small puts share one pool.
-- `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
-- No `Expect: 100-continue` (botocore adds it to every PutObject and UploadPart): aiohttp then
-  sends the headers and waits for "100 Continue" with no timeout at all (its read timeout starts
-  only once the body is sent), so a server or middlebox that takes the connection and never
-  answers hung the request for good. Bodies here are one part, already in memory.
+PutObject and UploadPart do not go through botocore: `_s3_put` signs them (SigV4) and sends
+them on an aiohttp session of our own, with the upload's digest (CRC32 by default, or MD5 with
+`AWS_S3_CHECKSUM=md5`), which the server checks and echoes; the rest (multipart create,
+complete and abort, reads, listing, presigning) are botocore calls. No `Expect: 100-continue`
+for the botocore calls either (`_no_expect_continue`): aiohttp would wait for "100 Continue"
+with no timeout at all.
 
-Service errors are mapped in one place, `_map_errors`, through the `_CODES` table. Upload
-requests are retried by the part driver; reads, deletes and listing pages by `_call`, through
-the same `unistore._retry` policy.
+Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
+the `_CODES` table, the shared fallbacks).
 """
 
 from __future__ import annotations
@@ -42,40 +26,47 @@ import base64
 import binascii
 import contextlib
 import dataclasses
-import functools
 import math
 import os
 import re
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
 from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
-from .._download import download_ranges
+from .._download import fetch_ranges
 from .._errors import (
-    AlreadyExistsError,
+    RETRY_HINT,
+    REWRITE_HINT,
     AuthenticationError,
     ConfigError,
     ContainerNotFoundError,
+    Context,
     IntegrityError,
     MissingDependencyError,
     NotFoundError,
     PermissionDeniedError,
     ProviderError,
+    Rule,
     TransientError,
     UnistoreError,
+    already_exists,
+    connection_failed,
+    from_status,
+    precondition_failed,
+    short,
 )
-from .._logging import logger, redact
+from .._logging import logger
 from .._multipart import Transfer
-from .._retry import retry
+from .._request import call, mapped
 from .._settings import AddressingStyle, as_secret, check_bucket_name, check_service_url
-from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
 from .._validate import check_key
 from ._base import BaseProvider
 from ._http import drain_to_file, env_proxy, new_session
@@ -99,7 +90,7 @@ _HINT_BUCKET = (
     "create the bucket, or check AWS_RECORDING_STORAGE_BUCKET_NAME (and AWS_ENDPOINT_URL / "
     "AWS_DEFAULT_REGION)"
 )
-_HINT_RETRY = "a temporary fault of the service or the network; retried automatically"
+_HINT_NETWORK = "check AWS_ENDPOINT_URL and the network path to S3"
 _ACTIONS = {
     "PutObject": "s3:PutObject",
     "CreateMultipartUpload": "s3:PutObject",
@@ -114,87 +105,75 @@ _ACTIONS = {
 }
 
 
-class _Rule(NamedTuple):
-    error: type[ProviderError]
-    transient: bool
-    hint: str | None
-
-
-_CODES: dict[str, _Rule] = {
-    # the bucket
-    "NoSuchBucket": _Rule(ContainerNotFoundError, False, _HINT_BUCKET),
-    # the object
-    "NoSuchKey": _Rule(NotFoundError, False, None),
-    "NotFound": _Rule(NotFoundError, False, None),
-    "404": _Rule(NotFoundError, False, None),
-    "NoSuchUpload": _Rule(
-        NotFoundError, False, "the multipart upload was completed or aborted elsewhere; upload again"
+_CODES: dict[str, Rule] = {
+    "NoSuchBucket": Rule(ContainerNotFoundError, "the bucket does not exist", _HINT_BUCKET),
+    "NoSuchKey": Rule(NotFoundError, "no object under the key"),
+    "NotFound": Rule(NotFoundError, "no object under the key (a HEAD answer)"),
+    "404": Rule(NotFoundError, "a bodiless 404 (HEAD)"),
+    "NoSuchUpload": Rule(
+        NotFoundError, "the multipart upload is gone", "the upload was completed or aborted elsewhere; upload again"
     ),
-    # who we are
-    "InvalidAccessKeyId": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "SignatureDoesNotMatch": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "ExpiredToken": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN; " + _HINT_KEYS),
-    "InvalidToken": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "TokenRefreshRequired": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN"),
-    "AuthorizationHeaderMalformed": _Rule(
-        AuthenticationError, False, "check AWS_DEFAULT_REGION (the bucket's region) and the credentials"
+    "InvalidAccessKeyId": Rule(AuthenticationError, "the access key is unknown", _HINT_KEYS),
+    "SignatureDoesNotMatch": Rule(AuthenticationError, "the secret key is wrong", _HINT_KEYS),
+    "ExpiredToken": Rule(AuthenticationError, "the session token expired", "refresh AWS_SESSION_TOKEN; " + _HINT_KEYS),
+    "InvalidToken": Rule(AuthenticationError, "the session token is malformed", _HINT_KEYS),
+    "TokenRefreshRequired": Rule(AuthenticationError, "the token must be refreshed", "refresh AWS_SESSION_TOKEN"),
+    "AuthorizationHeaderMalformed": Rule(
+        AuthenticationError, "signed for another region",
+        "check AWS_DEFAULT_REGION (the bucket's region) and the credentials",
     ),
-    "RequestTimeTooSkewed": _Rule(
-        AuthenticationError, False, "this machine's clock is off by more than 15 minutes: sync it (NTP)"
+    "RequestTimeTooSkewed": Rule(
+        AuthenticationError, "the clock is off", "this machine's clock is off by more than 15 minutes: sync it (NTP)"
     ),
-    # what we may do (hint completed with the IAM action in _map_errors)
-    "AccessDenied": _Rule(PermissionDeniedError, False, None),
-    "AllAccessDisabled": _Rule(PermissionDeniedError, False, None),
-    "AccountProblem": _Rule(PermissionDeniedError, False, None),
-    "403": _Rule(PermissionDeniedError, False, None),
-    # bytes in transit
-    "BadDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
-    "InvalidDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
-    "XAmzContentSHA256Mismatch": _Rule(IntegrityError, True, "retry"),
-    # temporary faults
-    "SlowDown": _Rule(TransientError, True, "S3 is throttling this prefix; retried with backoff"),
-    "Throttling": _Rule(TransientError, True, _HINT_RETRY),
-    "ThrottlingException": _Rule(TransientError, True, _HINT_RETRY),
-    "TooManyRequests": _Rule(TransientError, True, _HINT_RETRY),
-    "RequestTimeout": _Rule(TransientError, True, _HINT_RETRY),
-    "InternalError": _Rule(TransientError, True, _HINT_RETRY),
-    "ServiceUnavailable": _Rule(TransientError, True, _HINT_RETRY),
-    "OperationAborted": _Rule(TransientError, True, _HINT_RETRY),
-    "429": _Rule(TransientError, True, _HINT_RETRY),
-    "500": _Rule(TransientError, True, _HINT_RETRY),
-    "502": _Rule(TransientError, True, _HINT_RETRY),
-    "503": _Rule(TransientError, True, _HINT_RETRY),
-    "504": _Rule(TransientError, True, _HINT_RETRY),
-    # requests the service refuses for good
-    "EntityTooSmall": _Rule(ProviderError, False, "parts must be at least 5 MiB (STORAGE_CHUNK_SIZE)"),
-    "EntityTooLarge": _Rule(ProviderError, False, "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"),
-    "InvalidBucketName": _Rule(ProviderError, False, "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
-    "PermanentRedirect": _Rule(
-        ProviderError, False, "the bucket is in another region: set AWS_DEFAULT_REGION to it"
+    # the hint of a PermissionDeniedError names the IAM action (`map_error`)
+    "AccessDenied": Rule(PermissionDeniedError, "the policy refuses the action"),
+    "AllAccessDisabled": Rule(PermissionDeniedError, "all access to the bucket is disabled"),
+    "AccountProblem": Rule(PermissionDeniedError, "the account is suspended or unpaid"),
+    "403": Rule(PermissionDeniedError, "a bodiless 403 (HEAD): permission or credentials"),
+    "BadDigest": Rule(IntegrityError, "the body does not match its Content-MD5", REWRITE_HINT),
+    "InvalidDigest": Rule(IntegrityError, "the Content-MD5 is malformed", REWRITE_HINT),
+    "XAmzContentSHA256Mismatch": Rule(IntegrityError, "the body does not match its SHA-256", "retry"),
+    "SlowDown": Rule(TransientError, "throttled", "S3 is throttling this prefix; retried with backoff"),
+    "Throttling": Rule(TransientError, "throttled", RETRY_HINT),
+    "ThrottlingException": Rule(TransientError, "throttled", RETRY_HINT),
+    "TooManyRequests": Rule(TransientError, "throttled", RETRY_HINT),
+    "RequestTimeout": Rule(TransientError, "the body did not arrive in time", RETRY_HINT),
+    "InternalError": Rule(TransientError, "a fault of the service", RETRY_HINT),
+    "ServiceUnavailable": Rule(TransientError, "the service is overloaded", RETRY_HINT),
+    "OperationAborted": Rule(TransientError, "a conflicting operation on the bucket is in progress", RETRY_HINT),
+    "429": Rule(TransientError, "a bodiless 429 (HEAD)", RETRY_HINT),
+    "500": Rule(TransientError, "a bodiless 500 (HEAD)", RETRY_HINT),
+    "502": Rule(TransientError, "a bodiless 502 (HEAD)", RETRY_HINT),
+    "503": Rule(TransientError, "a bodiless 503 (HEAD)", RETRY_HINT),
+    "504": Rule(TransientError, "a bodiless 504 (HEAD)", RETRY_HINT),
+    "ConditionalRequestConflict": Rule(TransientError, "a concurrent conditional write won the race", RETRY_HINT),
+    "EntityTooSmall": Rule(ProviderError, "a part below 5 MiB", "parts must be at least 5 MiB (STORAGE_CHUNK_SIZE)"),
+    "EntityTooLarge": Rule(
+        ProviderError, "a single put above 5 GiB", "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"
+    ),
+    "InvalidBucketName": Rule(ProviderError, "the bucket name is invalid", "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
+    "PermanentRedirect": Rule(
+        ProviderError, "the bucket is in another region", "set AWS_DEFAULT_REGION to the bucket's region"
     ),
 }
-"""S3 error code (or HTTP status, for bodiless HEAD answers) -> error class, transient?, hint.
+"""S3 error code (or HTTP status, for bodiless HEAD answers) -> error class, reason, hint. Codes
+are those of the S3 API reference ("List of error codes"); a status no code names falls back to
+`_errors.from_status`. `PreconditionFailed`/412 and `ConditionalRequestConflict` under a
+conditional create (`If-None-Match: *`) mean `AlreadyExistsError`."""
 
-Codes are those of the S3 API reference ("List of error codes"). `PreconditionFailed` and
-`ConditionalRequestConflict` are handled in `_map_errors`: they mean `AlreadyExistsError` only
-for a conditional create (`If-None-Match: *`)."""
-
-_CONDITIONAL = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_CONDITIONAL = frozenset({"PreconditionFailed", "412"})
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
 
 
-def _strip_etag(etag: str | None) -> str | None:
-    return etag.strip('"').lower() if etag else None
-
-
 def _checksum_of(etag: str | None) -> str | None:
     """What an ETag vouches for: the MD5 of a single put, or S3's multipart digest."""
-    if etag and _MD5_ETAG.match(etag):
-        return "md5:" + etag
-    if etag and _MULTIPART_ETAG.match(etag):
-        return "md5-parts:" + etag
+    digest = etag.lower() if etag else None
+    if digest and _MD5_ETAG.match(digest):
+        return "md5:" + digest
+    if digest and _MULTIPART_ETAG.match(digest):
+        return "md5-parts:" + digest
     return None
 
 
@@ -380,7 +359,7 @@ class S3Provider(BaseProvider):
                 return self._s3
             stack = contextlib.AsyncExitStack()
             try:
-                with self._map_errors(None, "connect"):
+                with mapped(self, "connect", None):
                     session = self._sdk.Session(
                         aws_access_key_id=self._access_key_id,
                         aws_secret_access_key=(
@@ -438,13 +417,13 @@ class S3Provider(BaseProvider):
         self, key: str, op: str, data: bytes, headers: dict[str, str], *,
         query: dict[str, str] | None = None, conditional: bool = False,
     ) -> Mapping[str, str]:
-        """One PutObject / UploadPart through `_s3_put`; an error answer raises through the same
-        `_map_errors` as botocore's errors. Returns the response headers."""
+        """One PutObject / UploadPart through `_s3_put`; an error answer is mapped like botocore's
+        errors (`map_error`). Returns the response headers."""
         from botocore.exceptions import ClientError
 
         await self._client()
         assert self._put is not None
-        with self._map_errors(key, op, conditional=conditional):
+        with mapped(self, op, key, conditional):
             answer = await self._put.put(key, data, headers, await self._frozen_credentials(), query)
             if answer.error is not None:
                 raise ClientError(answer.error, op)
@@ -468,105 +447,60 @@ class S3Provider(BaseProvider):
 
     # -- errors --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _map_errors(self, key: str | None, op: str, *, conditional: bool = False) -> Iterator[None]:
-        """Turn botocore / aiohttp exceptions into unistore errors: the one place that does.
+    network_hint = _HINT_NETWORK
 
-        `conditional` marks a conditional create (`If-None-Match: *`), whose precondition
-        failure means the object already exists.
-        """
-        try:
-            yield
-        except ProviderError:
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, key, op, conditional)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    def _translate(self, exc: Exception, key: str | None, op: str, conditional: bool) -> Exception:
-        import aiohttp
+    def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
+        """botocore's and the signed path's errors as unistore errors, through `_CODES`."""
         from botocore import exceptions as bx
 
-        where = f"{op} on bucket {self.bucket!r}"
+        where = f"{ctx.op} on bucket {self.bucket!r}"
+        fields: dict[str, Any] = {"provider": self.name, "key": ctx.key}
         if isinstance(exc, bx.ClientError):
             error = exc.response.get("Error", {}) or {}
-            meta = exc.response.get("ResponseMetadata", {}) or {}
-            status = meta.get("HTTPStatusCode")
+            status = (exc.response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode")
             code = str(error.get("Code") or status or "Unknown")
-            text = redact(str(error.get("Message") or "")).strip()[:300]
+            text = short(error.get("Message") or "")
             message = f"{where} failed" + (f": {text}" if text else "")
+            if ctx.conditional and (code in _CONDITIONAL or status == 412 or code == "ConditionalRequestConflict"):
+                return already_exists(ctx, code, status)
             if code in _CONDITIONAL or status == 412:
-                if conditional:
-                    return AlreadyExistsError(
-                        "an object already exists under this key and overwrite=False; it was left untouched",
-                        provider=self.name, key=key, code=code, status=status,
-                        hint="use another key, or pass overwrite=True to replace it",
-                    )
-                if code == "ConditionalRequestConflict":
-                    return TransientError(message, provider=self.name, key=key, code=code, status=status,
-                                          hint=_HINT_RETRY)
-                return ProviderError(
-                    f"{where}: the object changed while it was being read", provider=self.name, key=key,
-                    code=code, status=status, hint="read it again",
-                )
+                return precondition_failed(ctx, code, status, where)
             rule = _CODES.get(code) or _CODES.get(str(status))
-            if rule is None:
-                if status is not None and (status >= 500 or status == 429):
-                    rule = _Rule(TransientError, True, _HINT_RETRY)
-                elif status == 401:
-                    rule = _Rule(AuthenticationError, False, _HINT_KEYS)
-                else:
-                    rule = _Rule(ProviderError, False, None)
-            hint = rule.hint
-            if rule.error is PermissionDeniedError:
-                action = _ACTIONS.get(op, "s3:PutObject, s3:GetObject")
-                hint = f"grant {action} on bucket {self.bucket!r} to these credentials (IAM or bucket policy)"
+            if rule is not None:
+                mapped = rule.error(message, code=code, status=status, hint=rule.hint, **fields)
+            elif status is not None:
+                mapped = from_status(ctx, status, message, code, _HINT_KEYS if status == 401 else None)
+            else:
+                mapped = ProviderError(message, code=code, **fields)
+            if isinstance(mapped, PermissionDeniedError):
+                action = _ACTIONS.get(ctx.op, "s3:PutObject, s3:GetObject")
+                mapped.hint = f"grant {action} on bucket {self.bucket!r} to these credentials (IAM or bucket policy)"
                 if code == "403":  # a HEAD answer has no body to tell auth from permission
-                    hint += "; or " + _HINT_KEYS
-            if rule.error is NotFoundError and key is None:
-                rule = _Rule(ContainerNotFoundError, False, _HINT_BUCKET)
-                hint = _HINT_BUCKET
-            return rule.error(message, provider=self.name, key=key, code=code, status=status, hint=hint)
+                    mapped.hint += "; or " + _HINT_KEYS
+                mapped.args = (mapped._format(),)
+            if type(mapped) is NotFoundError and ctx.key is None:
+                return ContainerNotFoundError(message, code=code, status=status, hint=_HINT_BUCKET, **fields)
+            return mapped
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
             return AuthenticationError(
-                f"{where}: no usable AWS credentials ({type(exc).__name__})",
-                provider=self.name, key=key, code=type(exc).__name__,
+                f"{where}: no usable AWS credentials ({type(exc).__name__})", code=type(exc).__name__,
                 hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure the standard "
-                "AWS credential chain (AWS_PROFILE, an instance or task role)",
+                "AWS credential chain (AWS_PROFILE, an instance or task role)", **fields,
             )
         if isinstance(exc, bx.SSLError):
             return ProviderError(
-                f"{where}: TLS failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code="SSLError", hint="check AWS_ENDPOINT_URL and the CA bundle (AWS_CA_BUNDLE)",
+                f"{where}: TLS failed: {short(exc)}", code="SSLError",
+                hint="check AWS_ENDPOINT_URL and the CA bundle (AWS_CA_BUNDLE)", **fields,
             )
         if isinstance(exc, bx.ChecksumError):
-            return IntegrityError(
-                f"{where}: {redact(str(exc))[:300]}", provider=self.name, key=key, code="ChecksumError",
-                hint="retry; if it persists, check proxies that rewrite bodies",
-            )
-        if isinstance(
-            exc,
-            bx.HTTPClientError | bx.ConnectionError | bx.IncompleteReadError | aiohttp.ClientError
-            | TimeoutError | ConnectionError,
-        ):
-            detail = redact(str(exc))[:300] or type(exc).__name__
-            return TransientError(
-                f"{where}: the connection failed: {detail}", provider=self.name, key=key,
-                code=type(exc).__name__, hint="check AWS_ENDPOINT_URL and the network path to S3",
-            )
+            return IntegrityError(f"{where}: {short(exc)}", code="ChecksumError", hint=REWRITE_HINT, **fields)
+        if isinstance(exc, bx.HTTPClientError | bx.ConnectionError | bx.IncompleteReadError):
+            return connection_failed(exc, ctx, _HINT_NETWORK, where)
         if isinstance(exc, bx.ParamValidationError):
-            return ProviderError(
-                f"{where}: invalid request: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code="ParamValidationError",
-            )
-        if isinstance(exc, bx.BotoCoreError | ValueError):
-            return ProviderError(
-                f"{where} failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code=type(exc).__name__,
-            )
-        return exc
+            return ProviderError(f"{where}: invalid request: {short(exc)}", code="ParamValidationError", **fields)
+        if isinstance(exc, bx.BotoCoreError):
+            return ProviderError(f"{where} failed: {short(exc)}", code=type(exc).__name__, **fields)
+        return None  # aiohttp's, timeouts and resets: `_errors.from_transport`
 
     # -- uploads -------------------------------------------------------------------------
 
@@ -590,8 +524,8 @@ class S3Provider(BaseProvider):
                 )
             _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
             return
-        etag = _strip_etag(answer.get("ETag"))
-        if etag and _MD5_ETAG.match(etag):
+        etag = (unquote_etag(answer.get("ETag")) or "").lower()
+        if _MD5_ETAG.match(etag):
             _integrity.verify(self.name, key, what, digest.hex(), etag)
 
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
@@ -604,7 +538,7 @@ class S3Provider(BaseProvider):
         answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
         self._verify(key, "upload", opts.digest, digest, answer)
         return ObjectInfo(
-            key=key, size=len(data), etag=_strip_etag(answer.get("ETag")), content_type=opts.content_type,
+            key=key, size=len(data), etag=unquote_etag(answer.get("ETag")), content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest),
         )
 
@@ -615,7 +549,7 @@ class S3Provider(BaseProvider):
             params["ContentType"] = opts.content_type
         if opts.digest == "crc32":
             params["ChecksumAlgorithm"] = "CRC32"  # parts must then carry one, and get a composite
-        with self._map_errors(key, "CreateMultipartUpload"):
+        with mapped(self, "CreateMultipartUpload", key):
             response = await client.create_multipart_upload(**params)
         return _Upload(key, response["UploadId"], opts.digest)
 
@@ -646,9 +580,9 @@ class S3Provider(BaseProvider):
         if not opts.overwrite:
             params["IfNoneMatch"] = "*"
         try:
-            with self._map_errors(key, "CompleteMultipartUpload", conditional=not opts.overwrite):
+            with mapped(self, "CompleteMultipartUpload", key, not opts.overwrite):
                 response = await client.complete_multipart_upload(**params)
-            etag = _strip_etag(response.get("ETag"))
+            etag = unquote_etag(response.get("ETag"))
             stored = response.get("ChecksumCRC32") if crc else etag
         except NotFoundError as exc:
             # A retried completion whose first answer was lost finds the upload gone: it
@@ -659,7 +593,7 @@ class S3Provider(BaseProvider):
                 info = await self.head(key)
             except NotFoundError:
                 raise exc from None
-            if info.checksum != checksum and not (not crc and info.etag == expected):
+            if info.checksum != checksum and not (not crc and (info.etag or "").lower() == expected):
                 raise
             etag, stored = info.etag, expected
         if crc:
@@ -670,8 +604,8 @@ class S3Provider(BaseProvider):
                     hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
                 )
             _integrity.verify(self.name, key, "multipart upload", expected, stored)
-        elif etag and _MULTIPART_ETAG.match(etag):
-            _integrity.verify(self.name, key, "multipart upload", expected, etag)
+        elif etag and _MULTIPART_ETAG.match(etag.lower()):
+            _integrity.verify(self.name, key, "multipart upload", expected, etag.lower())
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=checksum if crc else (_checksum_of(etag) or checksum),
@@ -681,7 +615,7 @@ class S3Provider(BaseProvider):
         upload: _Upload = handle
         client = await self._client()
         try:
-            with self._map_errors(key, "AbortMultipartUpload"):
+            with mapped(self, "AbortMultipartUpload", key):
                 await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
         except NotFoundError as exc:
             if exc.code not in ("NoSuchUpload", "404"):
@@ -702,7 +636,7 @@ class S3Provider(BaseProvider):
         stale: list[tuple[_Upload, datetime | None]] = []
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
-            page = await self._call(None, "ListMultipartUploads", "list_multipart_uploads", **params)
+            page = await call(self, "ListMultipartUploads", None, self._api, "list_multipart_uploads", params)
             for upload in page.get("Uploads") or []:
                 started: datetime | None = upload.get("Initiated")
                 if older_than <= 0 or started is None or now - started.timestamp() >= older_than:
@@ -712,11 +646,7 @@ class S3Provider(BaseProvider):
             params["KeyMarker"] = page.get("NextKeyMarker", "")
             params["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
         for upload, started in stale:
-            await retry(
-                functools.partial(self._abort_parts, upload, upload.key),
-                self.transfer.retry,
-                f"abort of {upload.key!r}",
-            )
+            await call(self, "AbortMultipartUpload", upload.key, self._abort_parts, upload, upload.key)
             if on_abort is not None:
                 on_abort(upload.key, started)
         return len(stale)
@@ -724,7 +654,7 @@ class S3Provider(BaseProvider):
     # -- reads ---------------------------------------------------------------------------
 
     def _info(self, key: str, response: dict[str, Any]) -> ObjectInfo:
-        etag = _strip_etag(response.get("ETag"))
+        etag = unquote_etag(response.get("ETag"))
         return ObjectInfo(
             key=key,
             size=int(response.get("ContentLength") or 0),
@@ -735,35 +665,27 @@ class S3Provider(BaseProvider):
             checksum=_crc32_of(response.get("ChecksumCRC32")) or _checksum_of(etag),
         )
 
-    async def _call(self, key: str | None, op: str, method: str, **params: Any) -> Any:
-        """One idempotent request (a read, a delete, a listing page) under the error map,
-        retried on transient faults like the upload requests are."""
+    async def _api(self, method: str, params: dict[str, Any]) -> Any:
+        """One botocore call, for `_request.call` (the client is made on first use)."""
         client = await self._client()
-        call = getattr(client, method)
-
-        async def once() -> Any:
-            with self._map_errors(key, op):
-                return await call(**params)
-
-        return await retry(once, self.transfer.retry, f"{op} of {key!r}" if key else op)
+        return await getattr(client, method)(**params)
 
     async def head(self, key: str) -> ObjectInfo:
         check_key(key)
-        response = await self._call(
-            key, "HeadObject", "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
-        )
+        params = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        response = await call(self, "HeadObject", key, self._api, "head_object", params)
         return self._info(key, response)
 
     async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
         """The object's bytes in chunks of about `READ_CHUNK`; the response is released
         however the consumer stops (end, break, error, cancellation)."""
         check_key(key)
-        response = await self._call(key, "GetObject", "get_object", Bucket=self.bucket, Key=key)
+        response = await call(self, "GetObject", key, self._api, "get_object", {"Bucket": self.bucket, "Key": key})
         body = response["Body"]
         finished = False
         try:
             while True:
-                with self._map_errors(key, "GetObject"):
+                with mapped(self, "GetObject", key):
                     chunk = await _read_up_to(body, READ_CHUNK)
                 if not chunk:
                     finished = True
@@ -778,7 +700,7 @@ class S3Provider(BaseProvider):
     async def delete(self, key: str) -> None:
         check_key(key)
         try:
-            await self._call(key, "DeleteObject", "delete_object", Bucket=self.bucket, Key=key)
+            await call(self, "DeleteObject", key, self._api, "delete_object", {"Bucket": self.bucket, "Key": key})
         except NotFoundError as exc:
             if exc.code not in ("NoSuchKey", "404", "NotFound"):
                 raise
@@ -789,9 +711,9 @@ class S3Provider(BaseProvider):
         metadata: `head()` a key for those."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.list_page_size}
         while True:
-            page = await self._call(None, "ListObjectsV2", "list_objects_v2", **params)
+            page = await call(self, "ListObjectsV2", None, self._api, "list_objects_v2", params)
             for item in page.get("Contents") or []:
-                etag = _strip_etag(item.get("ETag"))
+                etag = unquote_etag(item.get("ETag"))
                 yield ObjectInfo(
                     key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
                     last_modified=item.get("LastModified"), checksum=_checksum_of(etag),
@@ -811,7 +733,7 @@ class S3Provider(BaseProvider):
         if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
             raise ConfigError(f"expires_in must be 1 to {MAX_PRESIGN_SECONDS} seconds (got {expires_in})")
         client = await self._client()
-        with self._map_errors(key, "presign"):
+        with mapped(self, "presign", key):
             url: str = await client.generate_presigned_url(
                 operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
             )
@@ -825,32 +747,17 @@ class S3Provider(BaseProvider):
         versions; each range is retried on its own."""
         info = await self.head(key)
         step = max(self.download_part_size, self.transfer.chunk_size, math.ceil(info.size / 10_000))
-
-        async def fetch(fd: int, start: int, end: int) -> None:
-            await retry(
-                functools.partial(self._fetch_range, fd, key, start, end, info.etag),
-                self.transfer.retry,
-                f"download of {key!r} bytes {start}-{end - 1}",
-            )
-
-        await download_ranges(path, info.size, step, self.transfer.max_concurrency, fetch)
+        await fetch_ranges(self, key, path, info.size, step, info.etag, "GetObject")
         return info
 
-    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
+    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> int:
         client = await self._client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
         if etag:
             params["IfMatch"] = f'"{etag}"'
-        with self._map_errors(key, "GetObject"):
+        with mapped(self, "GetObject", key):
             response = await client.get_object(**params)
-        with self._map_errors(key, "GetObject"):
-            offset = start + await drain_to_file(response["Body"], fd, start)
-        if offset != end:
-            raise TransientError(
-                f"GetObject on bucket {self.bucket!r}: range ended after {offset - start} of "
-                f"{end - start} bytes",
-                provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
-            )
+            return await drain_to_file(response["Body"], fd, start)
 
 
 def _no_expect_continue(client: Any) -> None:

@@ -159,7 +159,7 @@ async def test_fifty_uploads_through_resetting_proxies_all_land_byte_identical(
     uploaded: dict[str, bytes] = {}
     gate = asyncio.Semaphore(6)
 
-    async with Storage([s3_via_proxy(), azure_via_proxy()], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3_via_proxy(), azure_via_proxy()]) as storage:
 
         async def one(index: int, kind: str, size: int) -> None:
             data = payload(size, seed=index)
@@ -584,7 +584,7 @@ async def test_s3_killed_mid_multipart_azure_lands_s3_fails_fast_and_cleanup_rem
     key = unique_key("killed")
     progress, killed_at = kill_after_first_part(server, "s3")
     azure = make_azure_provider(transfer=CHAOS_TRANSFER, **TIMEOUTS)
-    async with Storage([s3, azure], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3, azure]) as storage:
         began = time.monotonic()
         report = await storage.upload_file(src, key, delete_local=True, progress=progress)
     assert killed_at, "the server was killed mid-upload"
@@ -662,7 +662,7 @@ async def test_azurite_killed_mid_upload_s3_lands_azure_fails_fast_and_nothing_i
     key = unique_key("killed")
     progress, killed_at = kill_after_first_part(server, "azure")
     s3 = make_s3_provider(transfer=CHAOS_TRANSFER, **TIMEOUTS)
-    async with Storage([s3, azure], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3, azure]) as storage:
         began = time.monotonic()
         report = await storage.upload_file(src, key, delete_local=True, progress=progress)
     assert killed_at, "the server was killed mid-upload"

@@ -28,7 +28,7 @@ from ._errors import (
 )
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
-from ._types import ObjectInfo, ProgressCallback
+from ._types import ObjectInfo, PartLimits, ProgressCallback, ProviderInfo
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
@@ -64,9 +64,11 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "ObjectInfo",
+    "PartLimits",
     "PermissionDeniedError",
     "ProgressCallback",
     "Provider",
+    "ProviderInfo",
     "ProviderError",
     "ProviderResult",
     "S3Settings",

@@ -108,7 +108,7 @@ class Transfer:
 
 def one_shot(backend: PartBackend, size: int) -> bool:
     """Whether `size` bytes go in one request rather than in parts."""
-    return size <= min(backend.transfer.threshold, backend.info.limits.max_single_put)
+    return size <= backend.info.one_shot_max
 
 
 async def put_file(
@@ -152,7 +152,7 @@ async def put_stream(
 ) -> ObjectInfo:
     """A stream in one request when it ends within the one-shot size, else in parts.
     `digest` knows each chunk's digest of kind `opts.digest` (a fan-out hashes once for all)."""
-    threshold = min(backend.transfer.threshold, backend.info.limits.max_single_put)
+    threshold = backend.info.one_shot_max
     prefix: list[tuple[bytes, bytes | None]] = []
     buffered = 0
     exhausted = False

@@ -23,7 +23,7 @@ from . import _integrity
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._io import cut_part, file_chunks, read_range
-from ._multipart import MiB, PartLimits, PartSizer
+from ._multipart import PartSizer
 from ._report import ProviderResult, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
@@ -45,7 +45,7 @@ a reader of its own: read once while providers keep pace, never held back by a s
 
 
 def _label(provider: Provider) -> str:
-    return str(getattr(provider, "label", provider.name))
+    return provider.info.label
 
 
 class Storage:
@@ -60,8 +60,6 @@ class Storage:
         providers: Sequence[Provider] | Mapping[str, Provider],
         *,
         require: Literal["all", "any"] = "all",
-        threshold: int = 16 * MiB,
-        chunk_size: int = 8 * MiB,
         fanout_lag_s: float = FANOUT_LAG_S,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
@@ -79,8 +77,6 @@ class Storage:
             raise ConfigError(f"require must be 'all' or 'any', not {require!r}", variables=["STORAGE_REQUIRE"])
         self._providers = named
         self.require: Literal["all", "any"] = require
-        self.threshold = threshold
-        self.chunk_size = chunk_size
         self.fanout_lag_s = fanout_lag_s
 
     # -- construction ------------------------------------------------------------------
@@ -100,12 +96,7 @@ class Storage:
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
         set_freeze(settings.gc_freeze)
-        return cls(
-            build_providers(settings),
-            require=settings.require,
-            threshold=int(settings.multipart_threshold),
-            chunk_size=int(settings.chunk_size),
-        )
+        return cls(build_providers(settings), require=settings.require)
 
     @property
     def providers(self) -> Mapping[str, Provider]:
@@ -152,10 +143,21 @@ class Storage:
     def digest_kind(self) -> _integrity.Kind:
         """The digest a fan-out computes once per chunk for every provider that accepts it
         (`_integrity.fanout_kind`); a provider that does not hashes its parts itself with its
-        own kind. One that declares nothing (a custom `Provider`) is assumed to take MD5."""
-        default: tuple[_integrity.Kind, ...] = ("md5",)
-        accepted: list[Sequence[_integrity.Kind]] = [getattr(p, "digests", default) for p in self._providers.values()]
+        own kind."""
+        accepted: list[Sequence[_integrity.Kind]] = [p.info.digests for p in self._providers.values()]
         return _integrity.fanout_kind(accepted) or "md5"
+
+    @property
+    def one_shot_max(self) -> int:
+        """Largest file a fan-out reads into memory once and hands to every provider whole: the
+        smallest one-request upload of its providers (each still decides for itself)."""
+        return min(p.info.one_shot_max for p in self._providers.values())
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes a fan-out or a writer hands every provider at a time: the largest part size of
+        its providers, so that no provider's part spans two chunks more than it must."""
+        return max(p.info.part_size for p in self._providers.values())
 
     def __repr__(self) -> str:
         return f"<Storage providers={list(self._providers)} require={self.require!r}>"
@@ -220,7 +222,7 @@ class Storage:
         if len(providers) == 1:
             only = providers[0]
             report = await self._gather(key, {only.name: lambda: only.upload_file(path, key, **opts)})
-        elif size <= self.threshold:
+        elif size <= self.one_shot_max:
             data, _ = await run_in_part_thread(read_range, os.fspath(path), 0, size)
             report = await self._gather(
                 key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in providers}
@@ -234,7 +236,7 @@ class Storage:
     async def _fan_out_file(
         self, path: str, key: str, size: int, opts: dict[str, Any]
     ) -> UploadReport:
-        chunk = PartSizer(self.chunk_size, PartLimits(), size).size(1)
+        chunk = max(PartSizer(p.info.part_size, p.info.limits, size).size(1) for p in self._providers.values())
         kind = self.digest_kind
         tee = Tee(list(self._providers), FANOUT_DEPTH, kind)
 

@@ -79,5 +79,12 @@ class ProviderInfo:
     in a fan-out, the one the fan-out computes for all when this provider accepts it."""
     limits: PartLimits = PartLimits()
     cleans_incomplete_uploads: bool = False
-    """Whether the provider has `cleanup_incomplete_uploads()` (S3 bills unfinished parts;
-    Azure discards uncommitted blocks by itself)."""
+    """Whether the provider has `cleanup_incomplete_uploads()` (`IncompleteUploadCleaner`)."""
+    no_cleanup_note: str = "no incomplete-upload cleanup for this provider"
+    """What `unistore cleanup` says for a provider that has none."""
+    one_shot_max: int = 16 * MiB
+    """Largest upload sent in one request (`STORAGE_MULTIPART_THRESHOLD`, capped by the
+    service's `max_single_put`); larger ones go in parts."""
+    part_size: int = 8 * MiB
+    """The part size this provider starts with (`STORAGE_CHUNK_SIZE`, at least `min_part`): a
+    fan-out reads its source in chunks of the largest one."""

@@ -285,10 +285,12 @@ async def test_short_download_is_an_incomplete_download(
         return ObjectInfo(key=info.key, size=info.size + 1, etag=info.etag, checksum=info.checksum)
 
     monkeypatch.setattr(provider, "head", longer)
+    folder = tmp_path / "downloads"
+    folder.mkdir()
     with pytest.raises(TransientError) as caught:
-        await provider.download_file(key, tmp_path / "copy.bin")
+        await provider.download_file(key, folder / "copy.bin")
     assert caught.value.code == "IncompleteDownload" and caught.value.provider == provider.name
-    assert list(tmp_path.iterdir()) == [], "the temporary file was removed"
+    assert list(folder.iterdir()) == [], "the temporary file was removed"
 
 
 async def test_use_after_aclose_reopens(provider: BaseProvider) -> None:

@@ -31,8 +31,9 @@ from .._validate import check_content_type, check_key, check_metadata, empty_sou
 class BaseProvider(ABC):
     """Shared behaviour of the built-in providers. Not public: the contract is `Provider`."""
 
-    info: ProviderInfo = ProviderInfo()
-    """What this provider declares to the manager: label, accepted digests, limits."""
+    declared: ProviderInfo = ProviderInfo()
+    """What the provider class declares (label, digests, limits); `info` adds the sizes of
+    `transfer`."""
     network_hint: str = "check the network path to the service"
     """The fix an error names when a connection to the service fails (`unistore._request`)."""
 
@@ -48,10 +49,26 @@ class BaseProvider(ABC):
         self.transfer = transfer or Transfer()
         self.overwrite = overwrite
         self.budget = budget or default_budget()
+        self._info_cache: tuple[Transfer, ProviderInfo, ProviderInfo] | None = None
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def info(self) -> ProviderInfo:
+        """What this provider declares to the manager and the part driver."""
+        cached = self._info_cache
+        if cached is None or cached[0] is not self.transfer or cached[1] is not self.declared:
+            transfer, declared = self.transfer, self.declared
+            limits = declared.limits
+            info = replace(
+                declared,
+                one_shot_max=min(transfer.threshold, limits.max_single_put),
+                part_size=min(max(transfer.chunk_size, limits.min_part), limits.max_part),
+            )
+            cached = self._info_cache = (transfer, declared, info)
+        return cached[2]
 
     @property
     def label(self) -> str:

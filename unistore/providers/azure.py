@@ -163,6 +163,10 @@ _CODES: dict[str, Rule] = {
 """Azure error code (`x-ms-error-code`) -> error class, reason, hint. A status no code names
 falls back to `_errors.from_status`; 412 / `ConditionNotMet` is a conditional create's
 `AlreadyExistsError`, or an `If-Match` read of a replaced blob."""
+NO_CLEANUP_NOTE = (
+    "nothing to clean: Azure has no incomplete uploads to abort; uncommitted blocks are never "
+    "visible and the service discards them after 7 days"
+)
 _QUIET_CODES = frozenset(k for k, r in _CODES.items() if r.error is AuthenticationError)
 """Codes whose service message is not echoed (an AuthenticationFailed message quotes the
 request's signature and string-to-sign)."""
@@ -325,8 +329,9 @@ class AzureBlobProvider(BaseProvider):
         """The digest kind in use (`auto` resolved for this endpoint)."""
         if self.checksum == "crc64" and not _integrity.crc64_available():
             raise MissingDependencyError("azure", "awscrt", instead="set AZURE_STORAGE_CHECKSUM=md5")
-        self.info = ProviderInfo(
-            label="Azure Blob Storage", digests=("crc64", "md5") if self.checksum == "crc64" else ("md5",),
+        self.declared = ProviderInfo(
+            label="Azure Blob Storage", no_cleanup_note=NO_CLEANUP_NOTE,
+            digests=("crc64", "md5") if self.checksum == "crc64" else ("md5",),
             limits=LIMITS,
         )
         self._verify: bool | str = (

@@ -27,7 +27,7 @@ _READ_CHUNK = 1024 * 1024
 
 
 class LocalProvider(BaseProvider):
-    info = ProviderInfo(
+    declared = ProviderInfo(
         label="local filesystem",
         limits=PartLimits(max_parts=100_000, min_part=1, max_part=5 * 1024 * MiB, max_single_put=sys.maxsize),
     )

@@ -28,7 +28,7 @@ class _Upload:
 
 
 class MemoryProvider(BaseProvider):
-    info = ProviderInfo(
+    declared = ProviderInfo(
         label="memory",
         limits=PartLimits(max_parts=10_000, min_part=1, max_part=5 * 1024 * MiB, max_single_put=sys.maxsize),
     )

@@ -290,7 +290,7 @@ class S3Provider(BaseProvider):
         if checksum not in ("crc32", "md5"):
             raise ConfigError(f"AWS_S3_CHECKSUM must be crc32 or md5, not {checksum!r}", variables=["AWS_S3_CHECKSUM"])
         self.checksum = checksum
-        self.info = ProviderInfo(
+        self.declared = ProviderInfo(
             label="AWS S3", digests=("crc32", "md5") if checksum == "crc32" else ("md5",), limits=LIMITS,
             cleans_incomplete_uploads=True,
         )

@@ -37,6 +37,7 @@ from unistore._errors import (
 from unistore._multipart import MiB
 from unistore._request import mapped
 from unistore._settings import AzureSettings, StorageSettings
+from unistore.providers import _azure_errors as azure_errors
 from unistore.providers import azure as azure_module
 from unistore.providers.azure import AzureBlobProvider
 
@@ -614,7 +615,7 @@ def test_error_map_covers_transport_and_credential_errors() -> None:
             with mapped(provider, "Put Blob", "k"):
                 raise exc
         assert type(caught.value) is expected and caught.value.provider == "azure"
-    for code, rule in azure_module._CODES.items():
+    for code, rule in azure_errors.CODES.items():
         assert issubclass(rule.error, ProviderError), code
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _integrity
 from ._errors import SourceError
@@ -200,3 +200,17 @@ def unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+async def read_up_to(body: Any, size: int) -> bytes:
+    """Read from a streaming body until `size` bytes or the end (aiohttp hands out whatever
+    has arrived, often 64 KiB at a time)."""
+    chunks: list[bytes] = []
+    have = 0
+    while have < size:
+        chunk: bytes = await body.read(size - have)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        have += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

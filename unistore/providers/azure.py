@@ -29,7 +29,6 @@ resend off, transport timeouts, one pool of `max(64, 4 x STORAGE_MAX_CONCURRENCY
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import importlib.util
 import logging
@@ -47,41 +46,25 @@ from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
 from .._download import fetch_ranges, short_read
 from .._errors import (
-    BUSY_HINT,
-    EXISTS_HINT,
-    RETRY_HINT,
-    REWRITE_HINT,
-    AlreadyExistsError,
-    AuthenticationError,
     ConfigError,
-    ContainerNotFoundError,
     Context,
-    IntegrityError,
     MissingDependencyError,
     NotFoundError,
-    PermissionDeniedError,
     ProviderError,
-    Rule,
-    TransientError,
     UnistoreError,
-    already_exists,
-    connection_failed,
-    from_status,
-    precondition_failed,
 )
-from .._logging import redact
 from .._multipart import Transfer
 from .._request import call, mapped
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
 from .._validate import check_key
-from ._azure_put import Answer, BlobPut
+from ._azure_errors import NETWORK_HINT, TokenSource, map_error
+from ._azure_put import DIGEST_HEADER, BlobPut
 from ._base import BaseProvider
 from ._http import drain_to_file, new_session
 
 if TYPE_CHECKING:
     import aiohttp
-    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob import BlobProperties, UserDelegationKey
     from azure.storage.blob.aio import BlobServiceClient, ContainerClient
@@ -108,124 +91,6 @@ DELEGATION_KEY_MAX = timedelta(days=7)
 _SAS_SKEW = timedelta(minutes=5)
 _READ_BLOCK = 256 * 1024
 
-_KEY_HINTS: dict[str, str] = {
-    "connection_string": "check the AccountKey in AZURE_STORAGE_CONNECTION_STRING (copy the connection "
-    "string again from the storage account's Access keys page)",
-    "account_key": "check AZURE_STORAGE_ACCOUNT_KEY / the connection string's AccountKey (key1 or key2 "
-    "of the account named by AZURE_STORAGE_ACCOUNT_NAME)",
-    "managed_identity": "the service refused the managed identity's token: check that the identity "
-    "belongs to the storage account's tenant and that AZURE_STORAGE_ACCOUNT_URL names this account",
-}
-_IDENTITY_HINT = (
-    "ensure managed identity is configured for this host (AZURE_CLIENT_ID for a user-assigned "
-    "identity) or use AZURE_STORAGE_CONNECTION_STRING"
-)
-_RBAC_HINT = (
-    "assign the Storage Blob Data Contributor role to the identity on the storage account or "
-    "container (role assignments take a few minutes to apply)"
-)
-_CONTAINER_HINT = "create the container first or check AZURE_STORAGE_CONTAINER_NAME"
-_NETWORK_HINT = "check the network path to the storage account (DNS, firewall, private endpoint)"
-_AUTH = "the hint of the provider's auth mode (_KEY_HINTS)"
-
-_CODES: dict[str, Rule] = {
-    "ContainerNotFound": Rule(ContainerNotFoundError, "the container does not exist", _CONTAINER_HINT),
-    "ContainerBeingDeleted": Rule(ContainerNotFoundError, "the container is being deleted", _CONTAINER_HINT),
-    "BlobNotFound": Rule(NotFoundError, "no blob under the key"),
-    "ResourceNotFound": Rule(NotFoundError, "no such resource"),
-    "AuthenticationFailed": Rule(AuthenticationError, "the signature or token was refused", _AUTH),
-    "InvalidAuthenticationInfo": Rule(AuthenticationError, "the credentials are malformed", _AUTH),
-    "NoAuthenticationInformation": Rule(AuthenticationError, "no credentials were sent", _AUTH),
-    "AuthorizationPermissionMismatch": Rule(PermissionDeniedError, "the role lacks the permission", _RBAC_HINT),
-    "AuthorizationFailure": Rule(PermissionDeniedError, "the identity may not do this", _RBAC_HINT),
-    "AuthorizationResourceTypeMismatch": Rule(PermissionDeniedError, "the SAS lacks the resource type", _RBAC_HINT),
-    "AuthorizationServiceMismatch": Rule(PermissionDeniedError, "the SAS lacks the service", _RBAC_HINT),
-    "AuthorizationProtocolMismatch": Rule(
-        PermissionDeniedError, "http refused",
-        "the account refuses this protocol: use https in AZURE_STORAGE_ACCOUNT_URL",
-    ),
-    "AuthorizationSourceIPMismatch": Rule(
-        PermissionDeniedError, "the firewall refused this host",
-        "the account's firewall refuses this host: allow its IP or network",
-    ),
-    "KeyBasedAuthenticationNotPermitted": Rule(
-        PermissionDeniedError, "shared keys are disabled",
-        "the account disallows shared keys: use managed identity (AZURE_STORAGE_ACCOUNT_NAME alone)",
-    ),
-    "BlobAlreadyExists": Rule(AlreadyExistsError, "a blob exists under the key", EXISTS_HINT),
-    "Md5Mismatch": Rule(IntegrityError, "the body does not match its Content-MD5", REWRITE_HINT),
-    "Crc64Mismatch": Rule(IntegrityError, "the body does not match its CRC-64", REWRITE_HINT),
-    "InvalidMd5": Rule(IntegrityError, "the Content-MD5 is malformed", REWRITE_HINT),
-    "ServerBusy": Rule(TransientError, "throttled", BUSY_HINT),
-    "InternalError": Rule(TransientError, "a fault of the service", RETRY_HINT),
-    "OperationTimedOut": Rule(TransientError, "the service timed out", RETRY_HINT),
-}
-"""Azure error code (`x-ms-error-code`) -> error class, reason, hint. A status no code names
-falls back to `_errors.from_status`; 412 / `ConditionNotMet` is a conditional create's
-`AlreadyExistsError`, or an `If-Match` read of a replaced blob."""
-NO_CLEANUP_NOTE = (
-    "nothing to clean: Azure has no incomplete uploads to abort; uncommitted blocks are never "
-    "visible and the service discards them after 7 days"
-)
-_QUIET_CODES = frozenset(k for k, r in _CODES.items() if r.error is AuthenticationError)
-"""Codes whose service message is not echoed (an AuthenticationFailed message quotes the
-request's signature and string-to-sign)."""
-_AZURITE_WORDING = (
-    # Azurite answers a wrong shared key with AuthorizationFailure where Azure says
-    # AuthenticationFailed; both say "Server failed to authenticate the request".
-    (403, "failed to authenticate", "AuthenticationFailed"),
-    # Azurite's Md5Mismatch: 400 InvalidOperation "Provided contentMD5 doesn't match."
-    (400, "contentmd5 doesn't match", "Md5Mismatch"),
-    (400, "crc64 value specified in the request did not match", "Crc64Mismatch"),
-)
-"""(status, message words, the code Azure itself would answer) for the emulator's wordings."""
-
-
-class _TokenFailure(Exception):
-    """A token could not be obtained (raised by `_TokenSource` out of the SDK pipeline), as
-    opposed to a token the service refused."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _TokenSource:
-    """Wraps the azure-identity credential so that its failures are told apart from the
-    storage service's own 401/403 answers, which the SDK raises with the same class."""
-
-    def __init__(self, inner: AsyncTokenCredential) -> None:
-        self._inner = inner
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        try:
-            return await self._inner.get_token(*scopes, **kwargs)
-        except Exception as exc:
-            raise _TokenFailure(exc) from exc
-
-    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
-        getter = getattr(self._inner, "get_token_info", None)
-        try:
-            if getter is None:
-                from azure.core.credentials import AccessTokenInfo
-
-                token = await self._inner.get_token(*scopes)
-                return AccessTokenInfo(token.token, token.expires_on)
-            info: AccessTokenInfo = await getter(*scopes, options=options)
-            return info
-        except Exception as exc:
-            raise _TokenFailure(exc) from exc
-
-    async def close(self) -> None:
-        """The provider closes the wrapped credential itself, exactly once."""
-
-    async def __aenter__(self) -> _TokenSource:
-        return self
-
-    async def __aexit__(self, *args: object) -> None:
-        return None
-
-
 @dataclass(frozen=True)
 class _Blocks:
     """State of one block upload: the key and the block-id prefix unique to this upload."""
@@ -245,42 +110,10 @@ def _require(module: str, package: str) -> None:
         raise MissingDependencyError("azure", package)
 
 
-_DIGEST_HEADER = {"md5": "Content-MD5", "crc64": "x-ms-content-crc64"}
-"""The header that carries each digest kind on a request, and echoes it on the answer."""
-def _echoed(answer: Answer, kind: _integrity.Kind) -> bytes | None:
-    stored = answer.headers.get(_DIGEST_HEADER[kind])
-    return base64.b64decode(stored) if stored else None
-
-
-def _raise_for(answer: Answer) -> None:
-    """A signed request's error answer as the SDK would raise it, for `map_error`."""
-    if answer.status < 300:
-        return
-    from azure.core.exceptions import HttpResponseError
-
-    error = HttpResponseError(message=answer.message or f"HTTP {answer.status}")
-    error.status_code = answer.status
-    error.error_code = answer.code  # type: ignore[attr-defined]  # what _code_of reads
-    raise error
-
-
-def _code_of(exc: BaseException) -> str | None:
-    code = getattr(exc, "error_code", None)
-    if code is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-        code = headers.get("x-ms-error-code") if headers is not None else None
-    if code is None:
-        return None
-    value = getattr(code, "value", code)
-    return str(value) if value else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return redact(line)[:300]
-
+NO_CLEANUP_NOTE = (
+    "nothing to clean: Azure has no incomplete uploads to abort; uncommitted blocks are never "
+    "visible and the service discards them after 7 days"
+)
 
 LIMITS = PartLimits(max_parts=50_000, min_part=1, max_part=4000 * MiB, max_single_put=MAX_PUT_BLOB)
 
@@ -452,7 +285,7 @@ class AzureBlobProvider(BaseProvider):
                 assert settings.effective_account_url
                 credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
                 service = BlobServiceClient(
-                    settings.effective_account_url, credential=_TokenSource(credential), **options
+                    settings.effective_account_url, credential=TokenSource(credential), **options
                 )
         except BaseException:
             if credential is not None:
@@ -507,58 +340,10 @@ class AzureBlobProvider(BaseProvider):
 
     # -- errors ------------------------------------------------------------------------
 
-    network_hint = _NETWORK_HINT
+    network_hint = NETWORK_HINT
 
     def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
-        """azure-core's and the signed path's errors as unistore errors, through `_CODES`."""
-        from azure.core.exceptions import (
-            AzureError,
-            ClientAuthenticationError,
-            HttpResponseError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
-
-        fields: dict[str, Any] = {"provider": self.name, "key": ctx.key}
-        token_failure = isinstance(exc, _TokenFailure)
-        if token_failure or (isinstance(exc, ClientAuthenticationError) and getattr(exc, "response", None) is None):
-            # a token the credential could not get (ours wraps it; a bare one raised it outside)
-            what = "no credential for Azure Storage"
-            cause: BaseException = exc
-            if isinstance(exc, _TokenFailure):
-                what, cause = "no token for Azure Storage from the managed identity", exc.error
-            return AuthenticationError(
-                f"{ctx.op} failed: {what} ({_identity_reason(cause)})", code="CredentialUnavailable",
-                hint=_IDENTITY_HINT, **fields,
-            )
-        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            status = int(exc.status_code)
-            code = _code_of(exc)
-            said = str(getattr(exc, "message", "") or "").lower()
-            for answered, words, meant in _AZURITE_WORDING:
-                if status == answered and words in said:
-                    code = meant
-            message = f"{ctx.op} failed" + ("" if code in _QUIET_CODES else f": {_first_line(exc)}")
-            if status == 412 or code == "ConditionNotMet":
-                if ctx.conditional:
-                    return already_exists(ctx, code, status)
-                return precondition_failed(ctx, code, status)
-            rule = _CODES.get(code or "")
-            if rule is None:
-                if status == 401:
-                    message = f"{ctx.op} failed: the service refused the credentials"
-                hint = {401: _KEY_HINTS[self.auth_mode], 403: _RBAC_HINT}.get(status)
-                return from_status(ctx, status, message, code, hint)
-            if rule.error is AlreadyExistsError:
-                return already_exists(ctx, code, status)
-            hint = _KEY_HINTS[self.auth_mode] if rule.hint == _AUTH else rule.hint
-            return rule.error(message, code=code, status=status, hint=hint, **fields)
-        if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            return connection_failed(exc, ctx, _NETWORK_HINT)
-        if isinstance(exc, AzureError):
-            return ProviderError(f"{ctx.op} failed: {type(exc).__name__}: {_first_line(exc)}", code=type(exc).__name__,
-                                 **fields)
-        return None  # aiohttp's, timeouts and resets: `_errors.from_transport`
+        return map_error(exc, ctx, self.auth_mode)
 
     # -- uploads -----------------------------------------------------------------------
 
@@ -581,7 +366,7 @@ class AzureBlobProvider(BaseProvider):
         assert self._blob_put is not None
         put = self._blob_put
         encoded = _integrity.b64(digest)
-        headers = {_DIGEST_HEADER[opts.digest].lower(): encoded}
+        headers = {DIGEST_HEADER[opts.digest].lower(): encoded}
         if opts.digest == "md5":
             # stored as the blob's property too; with a CRC-64 the service computes it itself
             headers["x-ms-blob-content-md5"] = encoded
@@ -592,10 +377,10 @@ class AzureBlobProvider(BaseProvider):
         headers.update({f"x-ms-meta-{name}": value for name, value in opts.metadata.items()})
         with mapped(self, "Put Blob", key, not opts.overwrite):
             answer = await put.put(key, data, headers)
-            _raise_for(answer)
+            answer.raise_for_status()
         # Azurite 3.37 answers a CRC-64 Put Blob with no x-ms-content-crc64, but checks it:
         # tests/test_azure_provider.py pins that it refuses a body that does not match
-        _integrity.verify(self.name, key, "Put Blob", digest, _echoed(answer, opts.digest))
+        _integrity.verify(self.name, key, "Put Blob", digest, answer.echoed(opts.digest))
         modified = answer.headers.get("Last-Modified")
         info = {
             "etag": answer.headers.get("ETag"),
@@ -613,12 +398,12 @@ class AzureBlobProvider(BaseProvider):
         block_id = blocks.block_id(number)
         await self._client()
         assert self._blob_put is not None
-        headers = {_DIGEST_HEADER[blocks.kind].lower(): _integrity.b64(digest)}
+        headers = {DIGEST_HEADER[blocks.kind].lower(): _integrity.b64(digest)}
         with mapped(self, f"Put Block {number}", blocks.key):
             answer = await self._blob_put.put_block(blocks.key, block_id, data, headers)
-            _raise_for(answer)
+            answer.raise_for_status()
         # Azurite reports no Content-MD5 for a block (its answer leaves it unset), but does echo a CRC-64
-        _integrity.verify(self.name, blocks.key, f"block {number}", digest, _echoed(answer, blocks.kind))
+        _integrity.verify(self.name, blocks.key, f"block {number}", digest, answer.echoed(blocks.kind))
         return block_id
 
     async def _complete_parts(
@@ -823,10 +608,3 @@ class AzureBlobProvider(BaseProvider):
         return delegation
 
 
-def _identity_reason(error: BaseException) -> str:
-    """The managed-identity line of a DefaultAzureCredential failure, redacted and short."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("ManagedIdentityCredential"):
-            return redact(line)[:300]
-    return redact(lines[0])[:300] if lines else type(error).__name__

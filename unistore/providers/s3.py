@@ -16,19 +16,16 @@ for the botocore calls either (`_no_expect_continue`): aiohttp would wait for "1
 with no timeout at all.
 
 Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
-the `_CODES` table, the shared fallbacks).
+the code table of `_s3_errors`, the shared fallbacks).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
 import math
 import os
-import re
 import ssl
 import time
 import urllib.parse
@@ -42,26 +39,15 @@ from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
 from .._download import fetch_ranges
 from .._errors import (
-    RETRY_HINT,
-    REWRITE_HINT,
-    AuthenticationError,
     ConfigError,
-    ContainerNotFoundError,
     Context,
     IntegrityError,
     MissingDependencyError,
     NotFoundError,
-    PermissionDeniedError,
     ProviderError,
-    Rule,
-    TransientError,
     UnistoreError,
-    already_exists,
-    connection_failed,
-    from_status,
-    precondition_failed,
-    short,
 )
+from .._io import read_up_to
 from .._logging import logger
 from .._multipart import Transfer
 from .._request import call, mapped
@@ -70,6 +56,7 @@ from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unqu
 from .._validate import check_key
 from ._base import BaseProvider
 from ._http import drain_to_file, env_proxy, new_session
+from ._s3_errors import HINT_NETWORK, map_error
 from ._s3_put import Credentials, SignedPut, Signer
 
 if TYPE_CHECKING:
@@ -81,114 +68,6 @@ READ_CHUNK = 1 * MiB
 """Size of the chunks `iter_bytes` yields (the last may be smaller)."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most 7 days."""
-
-_HINT_KEYS = (
-    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
-    "credentials), or unset them to use the standard AWS credential chain"
-)
-_HINT_BUCKET = (
-    "create the bucket, or check AWS_RECORDING_STORAGE_BUCKET_NAME (and AWS_ENDPOINT_URL / "
-    "AWS_DEFAULT_REGION)"
-)
-_HINT_NETWORK = "check AWS_ENDPOINT_URL and the network path to S3"
-_ACTIONS = {
-    "PutObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "DeleteObject": "s3:DeleteObject",
-    "ListObjectsV2": "s3:ListBucket",
-}
-
-
-_CODES: dict[str, Rule] = {
-    "NoSuchBucket": Rule(ContainerNotFoundError, "the bucket does not exist", _HINT_BUCKET),
-    "NoSuchKey": Rule(NotFoundError, "no object under the key"),
-    "NotFound": Rule(NotFoundError, "no object under the key (a HEAD answer)"),
-    "404": Rule(NotFoundError, "a bodiless 404 (HEAD)"),
-    "NoSuchUpload": Rule(
-        NotFoundError, "the multipart upload is gone", "the upload was completed or aborted elsewhere; upload again"
-    ),
-    "InvalidAccessKeyId": Rule(AuthenticationError, "the access key is unknown", _HINT_KEYS),
-    "SignatureDoesNotMatch": Rule(AuthenticationError, "the secret key is wrong", _HINT_KEYS),
-    "ExpiredToken": Rule(AuthenticationError, "the session token expired", "refresh AWS_SESSION_TOKEN; " + _HINT_KEYS),
-    "InvalidToken": Rule(AuthenticationError, "the session token is malformed", _HINT_KEYS),
-    "TokenRefreshRequired": Rule(AuthenticationError, "the token must be refreshed", "refresh AWS_SESSION_TOKEN"),
-    "AuthorizationHeaderMalformed": Rule(
-        AuthenticationError, "signed for another region",
-        "check AWS_DEFAULT_REGION (the bucket's region) and the credentials",
-    ),
-    "RequestTimeTooSkewed": Rule(
-        AuthenticationError, "the clock is off", "this machine's clock is off by more than 15 minutes: sync it (NTP)"
-    ),
-    # the hint of a PermissionDeniedError names the IAM action (`map_error`)
-    "AccessDenied": Rule(PermissionDeniedError, "the policy refuses the action"),
-    "AllAccessDisabled": Rule(PermissionDeniedError, "all access to the bucket is disabled"),
-    "AccountProblem": Rule(PermissionDeniedError, "the account is suspended or unpaid"),
-    "403": Rule(PermissionDeniedError, "a bodiless 403 (HEAD): permission or credentials"),
-    "BadDigest": Rule(IntegrityError, "the body does not match its Content-MD5", REWRITE_HINT),
-    "InvalidDigest": Rule(IntegrityError, "the Content-MD5 is malformed", REWRITE_HINT),
-    "XAmzContentSHA256Mismatch": Rule(IntegrityError, "the body does not match its SHA-256", "retry"),
-    "SlowDown": Rule(TransientError, "throttled", "S3 is throttling this prefix; retried with backoff"),
-    "Throttling": Rule(TransientError, "throttled", RETRY_HINT),
-    "ThrottlingException": Rule(TransientError, "throttled", RETRY_HINT),
-    "TooManyRequests": Rule(TransientError, "throttled", RETRY_HINT),
-    "RequestTimeout": Rule(TransientError, "the body did not arrive in time", RETRY_HINT),
-    "InternalError": Rule(TransientError, "a fault of the service", RETRY_HINT),
-    "ServiceUnavailable": Rule(TransientError, "the service is overloaded", RETRY_HINT),
-    "OperationAborted": Rule(TransientError, "a conflicting operation on the bucket is in progress", RETRY_HINT),
-    "429": Rule(TransientError, "a bodiless 429 (HEAD)", RETRY_HINT),
-    "500": Rule(TransientError, "a bodiless 500 (HEAD)", RETRY_HINT),
-    "502": Rule(TransientError, "a bodiless 502 (HEAD)", RETRY_HINT),
-    "503": Rule(TransientError, "a bodiless 503 (HEAD)", RETRY_HINT),
-    "504": Rule(TransientError, "a bodiless 504 (HEAD)", RETRY_HINT),
-    "ConditionalRequestConflict": Rule(TransientError, "a concurrent conditional write won the race", RETRY_HINT),
-    "EntityTooSmall": Rule(ProviderError, "a part below 5 MiB", "parts must be at least 5 MiB (STORAGE_CHUNK_SIZE)"),
-    "EntityTooLarge": Rule(
-        ProviderError, "a single put above 5 GiB", "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"
-    ),
-    "InvalidBucketName": Rule(ProviderError, "the bucket name is invalid", "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
-    "PermanentRedirect": Rule(
-        ProviderError, "the bucket is in another region", "set AWS_DEFAULT_REGION to the bucket's region"
-    ),
-}
-"""S3 error code (or HTTP status, for bodiless HEAD answers) -> error class, reason, hint. Codes
-are those of the S3 API reference ("List of error codes"); a status no code names falls back to
-`_errors.from_status`. `PreconditionFailed`/412 and `ConditionalRequestConflict` under a
-conditional create (`If-None-Match: *`) mean `AlreadyExistsError`."""
-
-_CONDITIONAL = frozenset({"PreconditionFailed", "412"})
-
-_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
-_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
-
-
-def _checksum_of(etag: str | None) -> str | None:
-    """What an ETag vouches for: the MD5 of a single put, or S3's multipart digest."""
-    digest = etag.lower() if etag else None
-    if digest and _MD5_ETAG.match(digest):
-        return "md5:" + digest
-    if digest and _MULTIPART_ETAG.match(digest):
-        return "md5-parts:" + digest
-    return None
-
-
-def _crc32_of(value: str | None) -> str | None:
-    """What an object's stored CRC32 (HeadObject with ChecksumMode) vouches for, as the upload
-    reported it: `crc32:<hex>`, or `crc32-parts:<base64>-<n>` for S3's composite of the parts."""
-    if not value:
-        return None
-    if "-" in value:
-        return "crc32-parts:" + value
-    try:
-        return "crc32:" + base64.b64decode(value, validate=True).hex()
-    except (binascii.Error, ValueError):
-        return None
-
 
 def _import_sdk() -> tuple[Any, Any]:
     """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
@@ -447,60 +326,10 @@ class S3Provider(BaseProvider):
 
     # -- errors --------------------------------------------------------------------------
 
-    network_hint = _HINT_NETWORK
+    network_hint = HINT_NETWORK
 
     def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
-        """botocore's and the signed path's errors as unistore errors, through `_CODES`."""
-        from botocore import exceptions as bx
-
-        where = f"{ctx.op} on bucket {self.bucket!r}"
-        fields: dict[str, Any] = {"provider": self.name, "key": ctx.key}
-        if isinstance(exc, bx.ClientError):
-            error = exc.response.get("Error", {}) or {}
-            status = (exc.response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode")
-            code = str(error.get("Code") or status or "Unknown")
-            text = short(error.get("Message") or "")
-            message = f"{where} failed" + (f": {text}" if text else "")
-            if ctx.conditional and (code in _CONDITIONAL or status == 412 or code == "ConditionalRequestConflict"):
-                return already_exists(ctx, code, status)
-            if code in _CONDITIONAL or status == 412:
-                return precondition_failed(ctx, code, status, where)
-            rule = _CODES.get(code) or _CODES.get(str(status))
-            if rule is not None:
-                mapped = rule.error(message, code=code, status=status, hint=rule.hint, **fields)
-            elif status is not None:
-                mapped = from_status(ctx, status, message, code, _HINT_KEYS if status == 401 else None)
-            else:
-                mapped = ProviderError(message, code=code, **fields)
-            if isinstance(mapped, PermissionDeniedError):
-                action = _ACTIONS.get(ctx.op, "s3:PutObject, s3:GetObject")
-                mapped.hint = f"grant {action} on bucket {self.bucket!r} to these credentials (IAM or bucket policy)"
-                if code == "403":  # a HEAD answer has no body to tell auth from permission
-                    mapped.hint += "; or " + _HINT_KEYS
-                mapped.args = (mapped._format(),)
-            if type(mapped) is NotFoundError and ctx.key is None:
-                return ContainerNotFoundError(message, code=code, status=status, hint=_HINT_BUCKET, **fields)
-            return mapped
-        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
-            return AuthenticationError(
-                f"{where}: no usable AWS credentials ({type(exc).__name__})", code=type(exc).__name__,
-                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure the standard "
-                "AWS credential chain (AWS_PROFILE, an instance or task role)", **fields,
-            )
-        if isinstance(exc, bx.SSLError):
-            return ProviderError(
-                f"{where}: TLS failed: {short(exc)}", code="SSLError",
-                hint="check AWS_ENDPOINT_URL and the CA bundle (AWS_CA_BUNDLE)", **fields,
-            )
-        if isinstance(exc, bx.ChecksumError):
-            return IntegrityError(f"{where}: {short(exc)}", code="ChecksumError", hint=REWRITE_HINT, **fields)
-        if isinstance(exc, bx.HTTPClientError | bx.ConnectionError | bx.IncompleteReadError):
-            return connection_failed(exc, ctx, _HINT_NETWORK, where)
-        if isinstance(exc, bx.ParamValidationError):
-            return ProviderError(f"{where}: invalid request: {short(exc)}", code="ParamValidationError", **fields)
-        if isinstance(exc, bx.BotoCoreError):
-            return ProviderError(f"{where} failed: {short(exc)}", code=type(exc).__name__, **fields)
-        return None  # aiohttp's, timeouts and resets: `_errors.from_transport`
+        return map_error(exc, ctx, self.bucket)
 
     # -- uploads -------------------------------------------------------------------------
 
@@ -525,7 +354,7 @@ class S3Provider(BaseProvider):
             _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
             return
         etag = (unquote_etag(answer.get("ETag")) or "").lower()
-        if _MD5_ETAG.match(etag):
+        if _integrity.MD5_ETAG.match(etag):
             _integrity.verify(self.name, key, what, digest.hex(), etag)
 
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
@@ -604,11 +433,11 @@ class S3Provider(BaseProvider):
                     hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
                 )
             _integrity.verify(self.name, key, "multipart upload", expected, stored)
-        elif etag and _MULTIPART_ETAG.match(etag.lower()):
+        elif etag and _integrity.MULTIPART_ETAG.match(etag.lower()):
             _integrity.verify(self.name, key, "multipart upload", expected, etag.lower())
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
-            metadata=dict(opts.metadata), checksum=checksum if crc else (_checksum_of(etag) or checksum),
+            metadata=dict(opts.metadata), checksum=checksum if crc else (_integrity.s3_etag_checksum(etag) or checksum),
         )
 
     async def _abort_parts(self, handle: Any, key: str) -> None:
@@ -662,7 +491,7 @@ class S3Provider(BaseProvider):
             content_type=response.get("ContentType"),
             last_modified=response.get("LastModified"),
             metadata=dict(response.get("Metadata") or {}),
-            checksum=_crc32_of(response.get("ChecksumCRC32")) or _checksum_of(etag),
+            checksum=_integrity.s3_crc32_checksum(response.get("ChecksumCRC32")) or _integrity.s3_etag_checksum(etag),
         )
 
     async def _api(self, method: str, params: dict[str, Any]) -> Any:
@@ -686,7 +515,7 @@ class S3Provider(BaseProvider):
         try:
             while True:
                 with mapped(self, "GetObject", key):
-                    chunk = await _read_up_to(body, READ_CHUNK)
+                    chunk = await read_up_to(body, READ_CHUNK)
                 if not chunk:
                     finished = True
                     return
@@ -716,7 +545,7 @@ class S3Provider(BaseProvider):
                 etag = unquote_etag(item.get("ETag"))
                 yield ObjectInfo(
                     key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
-                    last_modified=item.get("LastModified"), checksum=_checksum_of(etag),
+                    last_modified=item.get("LastModified"), checksum=_integrity.s3_etag_checksum(etag),
                 )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
@@ -765,19 +594,3 @@ def _no_expect_continue(client: Any) -> None:
     from botocore.handlers import add_expect_header
 
     client.meta.events.unregister("before-call.s3", add_expect_header)
-
-
-async def _read_up_to(body: Any, size: int) -> bytes:
-    """Read from a streaming body until `size` bytes or the end (aiohttp hands out whatever
-    has arrived, often 64 KiB at a time)."""
-    chunks: list[bytes] = []
-    have = 0
-    while have < size:
-        chunk: bytes = await body.read(size - have)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        have += len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-

@@ -4,12 +4,13 @@ every `Provider` member explicitly (a test checks that none is missing)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
-from unistore import ObjectInfo, TransientError
+from unistore import ObjectInfo, ProviderInfo, TransientError
 from unistore.providers import Provider
 
 
@@ -33,8 +34,8 @@ class FaultyProvider:
         return self._name
 
     @property
-    def label(self) -> str:
-        return f"faulty {self._name}"
+    def info(self) -> ProviderInfo:
+        return dataclasses.replace(self.inner.info, label=f"faulty {self._name}")
 
     async def __aenter__(self) -> Self:
         await self.inner.__aenter__()

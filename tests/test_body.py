@@ -1,4 +1,4 @@
-"""Request bodies (`unistore._body`) and the collector switch (`unistore._heap`)."""
+"""Request bodies (`unistore._body`) and the collector switch (`unistore._gcfreeze`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from unistore import _heap
+from unistore import _gcfreeze
 from unistore._body import SLICE, part_body
 
 
@@ -90,20 +90,20 @@ async def test_body_goes_through_aiohttp_byte_exact(
 def test_settle_freezes_once_and_only_when_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         gc.unfreeze()
-        monkeypatch.setattr(_heap, "_done", False)
-        _heap.set_freeze(False)
-        _heap.settle()
+        monkeypatch.setattr(_gcfreeze, "_done", False)
+        _gcfreeze.set_freeze(False)
+        _gcfreeze.settle()
         assert gc.get_freeze_count() == 0
-        _heap.set_freeze(True)
-        _heap.settle()
+        _gcfreeze.set_freeze(True)
+        _gcfreeze.settle()
         frozen = gc.get_freeze_count()
         assert frozen > 0
         keep: list[list[int]] = [[] for _ in range(100)]  # noqa: F841 - tracked objects a second settle must not freeze
-        _heap.settle()
+        _gcfreeze.settle()
         # no growth (a frozen object that dies leaves the count lower)
         assert gc.get_freeze_count() <= frozen, "a second client (a Storage per task) is not frozen"
     finally:
-        _heap.set_freeze(True)
+        _gcfreeze.set_freeze(True)
 
 
 def test_env_proxy_is_resolved_once_as_aiohttp_would(monkeypatch: pytest.MonkeyPatch) -> None:

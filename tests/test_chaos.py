@@ -142,9 +142,8 @@ async def test_fifty_uploads_through_resetting_proxies_all_land_byte_identical(
     streams through `open_writer`), 6 at a time, all succeed, and each object read back directly
     from each server (not through the proxy) is byte-identical to its source. Keep-alive is off
     in both clients, so one request in ten meets a reset (asserted on the proxy counters: the
-    pass is not luck). Who retries a reset PUT is not asserted here: aiohttp itself resends an
-    idempotent request once after a reset (see the test below); POSTs and second resets are
-    retried by `unistore._retry`."""
+    pass is not luck). Every reset request is retried by `unistore._retry`: the sessions
+    unistore makes clear aiohttp's own resend."""
     s3_proxy.reset_every = 10
     azure_proxy.reset_every = 10
     rng = random.Random(2024)
@@ -159,7 +158,7 @@ async def test_fifty_uploads_through_resetting_proxies_all_land_byte_identical(
     uploaded: dict[str, bytes] = {}
     gate = asyncio.Semaphore(6)
 
-    async with Storage([s3_via_proxy(), azure_via_proxy()], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3_via_proxy(), azure_via_proxy()]) as storage:
 
         async def one(index: int, kind: str, size: int) -> None:
             data = payload(size, seed=index)
@@ -209,8 +208,7 @@ async def test_two_resets_in_a_row_get_past_aiohttp_and_are_retried_by_unistore(
     via_proxy: tuple[str, Factory, FaultProxy, Factory], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The next two connections are reset as the request starts. Two resets in a row get past
-    any resend below unistore (aiohttp resends an idempotent request once after a reset when it
-    can replay the body: here it does for S3's puts, not for Azure's), so
+    any resend below unistore (the sessions unistore makes clear aiohttp's own resend), so
     `unistore._retry` sees at least one, logs a retry warning that names the reset, and stores
     the object on the third connection. Proves the retry layer sees and retries transport
     resets, and pins the number of connections one put may cost."""
@@ -584,7 +582,7 @@ async def test_s3_killed_mid_multipart_azure_lands_s3_fails_fast_and_cleanup_rem
     key = unique_key("killed")
     progress, killed_at = kill_after_first_part(server, "s3")
     azure = make_azure_provider(transfer=CHAOS_TRANSFER, **TIMEOUTS)
-    async with Storage([s3, azure], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3, azure]) as storage:
         began = time.monotonic()
         report = await storage.upload_file(src, key, delete_local=True, progress=progress)
     assert killed_at, "the server was killed mid-upload"
@@ -662,7 +660,7 @@ async def test_azurite_killed_mid_upload_s3_lands_azure_fails_fast_and_nothing_i
     key = unique_key("killed")
     progress, killed_at = kill_after_first_part(server, "azure")
     s3 = make_s3_provider(transfer=CHAOS_TRANSFER, **TIMEOUTS)
-    async with Storage([s3, azure], threshold=5 * MiB, chunk_size=5 * MiB) as storage:
+    async with Storage([s3, azure]) as storage:
         began = time.monotonic()
         report = await storage.upload_file(src, key, delete_local=True, progress=progress)
     assert killed_at, "the server was killed mid-upload"

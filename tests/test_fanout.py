@@ -4,6 +4,7 @@ read once; nothing is lost. Faults come from FaultyProvider over MemoryProvider.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import typing
@@ -13,8 +14,7 @@ from typing import Any
 
 import pytest
 
-import unistore._multipart as multipart_module
-import unistore._storage as storage_module
+import unistore._io as io_module
 from tests.conftest import SMALL_TRANSFER
 from tests.faulty import FaultyProvider, forwarded_members
 from unistore import (
@@ -141,15 +141,15 @@ async def test_large_file_is_read_once_for_all_providers(tmp_path: Path, monkeyp
     src = tmp_path / "big.bin"
     src.write_bytes(data)
     reads: list[int] = []
-    original = multipart_module.read_range
+    original = io_module.read_range
 
     def counting(path: str, offset: int, length: int, kind: Any = "md5") -> tuple[bytes, bytes]:
         reads.append(length)
         return original(path, offset, length, kind)
 
-    monkeypatch.setattr(storage_module, "read_range", counting)
+    monkeypatch.setattr(io_module, "read_range", counting)
     providers = [memory("a"), memory("b"), LocalProvider(tmp_path / "root", transfer=SMALL_TRANSFER)]
-    storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage(providers)
     report = await storage.upload_file(src, "big.bin")
     assert report.ok, report.errors
     assert sum(reads) == len(data), "every byte read exactly once"
@@ -167,7 +167,7 @@ async def test_stream_provider_failing_midway_is_dropped_others_complete() -> No
     inner_b = memory("b")
     b = FaultyProvider(inner_b)
     b.fail_after_bytes = 7 * MiB
-    storage = Storage([a, b, c], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([a, b, c])
     data = bytes(range(251)) * (4 * 41_000)  # ~40 MiB
     async with storage.open_writer("live.webm") as writer:
         async for chunk in chunks_of(data, 300_001):
@@ -181,7 +181,7 @@ async def test_stream_provider_failing_midway_is_dropped_others_complete() -> No
 
 async def test_exception_in_writer_block_aborts_every_provider() -> None:
     a, b = memory("a"), memory("b")
-    storage = Storage([a, b], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([a, b])
     with pytest.raises(RuntimeError, match="bot crashed"):
         async with storage.open_writer("live.webm") as writer:
             for _ in range(4):
@@ -194,7 +194,7 @@ async def test_exception_in_writer_block_aborts_every_provider() -> None:
 
 async def test_cancelled_writer_leaves_nothing_and_no_task() -> None:
     a, b = memory("a"), memory("b")
-    storage = Storage([a, b], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([a, b])
     wrote = asyncio.Event()
     before = asyncio.all_tasks()
 
@@ -223,7 +223,7 @@ async def test_writer_backpressure_bounds_buffered_bytes() -> None:
     fast = memory("fast")
     stalled = FaultyProvider(memory("stalled"))
     stalled.stall = asyncio.Event()
-    storage = Storage([fast, stalled], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([fast, stalled])
     written = 0
 
     async def produce() -> None:
@@ -255,7 +255,7 @@ async def test_empty_stream_is_refused_and_nothing_written() -> None:
 async def test_upload_stream_through_storage() -> None:
     a, b = memory("a"), memory("b")
     data = b"z" * (11 * MiB + 5)
-    report = await Storage([a, b], chunk_size=5 * MiB).upload_stream(chunks_of(data, 65536), "s")
+    report = await Storage([a, b]).upload_stream(chunks_of(data, 65536), "s")
     assert report.ok
     assert await a.download_bytes("s") == data == await b.download_bytes("s")
 
@@ -294,7 +294,7 @@ async def test_fan_out_hashes_each_byte_once(tmp_path: Path, monkeypatch: pytest
         return original(buffer)
 
     monkeypatch.setattr(integrity, "md5", counting)
-    storage = Storage([memory("a"), memory("b"), memory("c")], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([memory("a"), memory("b"), memory("c")])
     report = await storage.upload_file(src, "big.bin")
     assert report.ok
     assert sum(hashed) == len(data)
@@ -342,8 +342,8 @@ async def test_fan_out_hashes_each_chunk_once_per_kind_it_needs(
         monkeypatch.setattr(integrity, name, counting)
     providers = [memory("a"), memory("b")]
     for provider, accepted in zip(providers, kinds, strict=True):
-        provider.digests = accepted  # type: ignore[assignment]
-    storage = Storage(providers, threshold=5 * MiB, chunk_size=5 * MiB)
+        provider.declared = dataclasses.replace(provider.declared, digests=accepted)  # type: ignore[arg-type]
+    storage = Storage(providers)
     assert storage.digest_kind == expected
     report = await storage.upload_file(src, "big.bin")
     assert report.ok
@@ -362,7 +362,7 @@ async def test_file_fan_out_is_not_held_back_by_a_stalled_provider(tmp_path: Pat
     fast = FaultyProvider(memory("fast"))
     stalled = FaultyProvider(memory("stalled"))
     stalled.stall = asyncio.Event()
-    storage = Storage([fast, stalled], threshold=5 * MiB, chunk_size=5 * MiB, fanout_lag_s=0.05)
+    storage = Storage([fast, stalled], fanout_lag_s=0.05)
     task = asyncio.create_task(storage.upload_file(src, "m.mp4"))
     await asyncio.wait_for(fast.finished.wait(), 10)
     assert not task.done() and not stalled.finished.is_set()
@@ -386,7 +386,7 @@ async def test_switching_to_its_own_reader_midway_keeps_every_byte(tmp_path: Pat
     src = tmp_path / "rec.bin"
     src.write_bytes(data)
     slow = SlowParts(name="slow", transfer=SMALL_TRANSFER)
-    storage = Storage([memory("fast"), slow], threshold=5 * MiB, chunk_size=5 * MiB, fanout_lag_s=lag)
+    storage = Storage([memory("fast"), slow], fanout_lag_s=lag)
     report = await storage.upload_file(src, "rec.bin")
     assert report.ok, report.errors
     for provider in storage.providers.values():

@@ -34,7 +34,8 @@ from unistore._errors import (
 from unistore._multipart import MiB, PutOptions, Transfer
 from unistore._settings import S3Settings, StorageSettings
 from unistore.providers import ObjectInfo
-from unistore.providers.s3 import _CODES, S3Provider
+from unistore.providers._s3_errors import CODES as _CODES
+from unistore.providers.s3 import S3Provider
 
 pytestmark = pytest.mark.servers
 

@@ -45,7 +45,7 @@ async def incomplete_s3_uploads(s3: Any, key: str) -> list[Any]:
 async def both(
     make_s3_provider: Callable[..., BaseProvider], make_azure_provider: Callable[..., BaseProvider]
 ) -> AsyncIterator[Storage]:
-    storage = Storage([make_s3_provider(), make_azure_provider()], threshold=5 * MiB, chunk_size=5 * MiB)
+    storage = Storage([make_s3_provider(), make_azure_provider()])
     async with storage:
         yield storage
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unistore import _multipart, _threads
+from unistore import _io, _multipart, _threads
 from unistore.providers.memory import MemoryProvider
 
 
@@ -19,13 +19,13 @@ def _thread_name() -> str:
 
 async def test_file_parts_are_read_in_the_part_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    real = _multipart.read_range
+    real = _io.read_range
 
     def spy(*args: object) -> tuple[bytes, bytes]:
         seen.append(_thread_name())
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_multipart, "read_range", spy)
+    monkeypatch.setattr(_io, "read_range", spy)
     path = tmp_path / "rec.bin"
     path.write_bytes(os.urandom(3 * 5 * 1024 * 1024 + 1))
     transfer = _multipart.Transfer(threshold=5 * 1024 * 1024, chunk_size=5 * 1024 * 1024)

@@ -17,6 +17,7 @@ from ._errors import (
     EmptySourceError,
     FanOutError,
     IntegrityError,
+    InvalidKeyError,
     MissingDependencyError,
     NotFoundError,
     PermissionDeniedError,
@@ -25,11 +26,11 @@ from ._errors import (
     TransientError,
     UnistoreError,
 )
-from ._keys import InvalidKeyError
 from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
-from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+from ._types import ObjectInfo, PartLimits, ProgressCallback, ProviderInfo
+from .providers._protocol import Provider
 
 if TYPE_CHECKING:
     from ._settings import AzureSettings, S3Settings, StorageSettings
@@ -65,9 +66,11 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "ObjectInfo",
+    "PartLimits",
     "PermissionDeniedError",
     "ProgressCallback",
     "Provider",
+    "ProviderInfo",
     "ProviderError",
     "ProviderResult",
     "S3Settings",

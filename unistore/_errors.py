@@ -1,15 +1,35 @@
 """The error hierarchy: every failure unistore raises is a `UnistoreError`.
 
+    UnistoreError
+    ├── ConfigError                 settings or arguments are invalid (`variables` names them)
+    ├── InvalidKeyError             the object key is not acceptable to every provider (a ValueError)
+    ├── MissingDependencyError      an optional SDK is missing (an ImportError)
+    ├── SourceError                 the upload source is missing, unreadable or changed
+    │   └── EmptySourceError        0 bytes and allow_empty=False
+    ├── ProviderError               a service said no (`provider`, `key`, `code`, `status`, `hint`)
+    │   ├── AuthenticationError     credentials missing, wrong or expired
+    │   ├── PermissionDeniedError   valid credentials lacking a permission or role
+    │   ├── NotFoundError           no object under the key
+    │   ├── ContainerNotFoundError  no bucket or container
+    │   ├── AlreadyExistsError      overwrite=False and the key is taken
+    │   └── TransientError          worth retrying (`transient`); raised once retries are spent
+    │       └── IntegrityError      stored bytes differ from those sent
+    └── FanOutError                 a fan-out failed somewhere (`errors`, `report`)
+
 Provider errors keep what the service said (`code`, `status`) and carry a one-line `hint`
 that names the fix, because an operator reading a log at 3 a.m. needs the next step, not a
 stack trace. Messages never contain secrets: providers build them from codes and names only,
-and anything echoed from a URL goes through `unistore._redact.redact` first.
+and anything echoed from a service goes through `short()` (`unistore._logging.redact`) first.
+
+The builders at the end (`already_exists`, `from_status`, `from_transport`) are the fallbacks
+every provider shares: `unistore._request` applies them to what a provider's code table does
+not name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ._report import UploadReport
@@ -22,6 +42,7 @@ __all__ = [
     "EmptySourceError",
     "FanOutError",
     "IntegrityError",
+    "InvalidKeyError",
     "MissingDependencyError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -42,6 +63,10 @@ class ConfigError(UnistoreError):
     def __init__(self, message: str, *, variables: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.variables: tuple[str, ...] = tuple(variables)
+
+
+class InvalidKeyError(UnistoreError, ValueError):
+    """The object key is not acceptable to every provider."""
 
 
 class MissingDependencyError(UnistoreError, ImportError):
@@ -68,6 +93,7 @@ class ProviderError(UnistoreError):
     """A provider operation failed. `provider` is its name (`s3`, `azure`, ...)."""
 
     transient: bool = False
+    """Whether `unistore._retry` tries the request again (True for `TransientError`)."""
 
     def __init__(
         self,
@@ -147,3 +173,95 @@ class FanOutError(UnistoreError):
         self.operation = operation
         lines = "; ".join(f"{name}: {err}" for name, err in self.errors.items())
         super().__init__(f"{operation} failed on {len(self.errors)} provider(s): {lines}")
+
+
+# -- what every provider shares: applied by `unistore._request` -----------------------------
+
+RETRY_HINT = "a temporary fault of the service or the network; retried automatically"
+BUSY_HINT = "the service is overloaded or throttling: retry later or lower STORAGE_MAX_CONCURRENCY"
+REWRITE_HINT = "retry; if it persists, check proxies that rewrite request bodies"
+EXISTS_HINT = "use another key, or pass overwrite=True to replace it"
+EXISTS_MESSAGE = "an object already exists under this key and overwrite=False; it was left untouched"
+
+
+class Context(NamedTuple):
+    """Where a request failed: attached to every error `unistore._request` raises."""
+
+    provider: str
+    op: str
+    key: str | None
+    conditional: bool = False
+    """The request is a conditional create (`If-None-Match: *`, overwrite=False)."""
+
+
+class Rule(NamedTuple):
+    """One row of a provider's code table: the class, why (one line), and the fix."""
+
+    error: type[ProviderError]
+    reason: str
+    hint: str | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.error.transient
+
+
+def short(text: object) -> str:
+    """One line of what a service or library said, redacted and at most 300 characters."""
+    from ._logging import redact
+
+    lines = str(text).strip().splitlines()
+    return redact(lines[0] if lines else "")[:300]
+
+
+def already_exists(ctx: Context, code: str | None, status: int | None) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        EXISTS_MESSAGE, provider=ctx.provider, key=ctx.key, code=code, status=status, hint=EXISTS_HINT
+    )
+
+
+def precondition_failed(ctx: Context, code: str | None, status: int | None, where: str = "") -> ProviderError:
+    """412 outside a conditional create: an `If-Match` read found the object replaced since it was
+    first seen. Permanent on every provider: retrying the same pinned request fails the same way."""
+    return ProviderError(
+        f"{where or ctx.op}: the object changed while it was being read", provider=ctx.provider, key=ctx.key,
+        code=code, status=status, hint="read it again",
+    )
+
+
+def from_status(
+    ctx: Context, status: int, message: str, code: str | None = None, hint: str | None = None
+) -> ProviderError:
+    """An answer no code table names, by its status alone (the same on every provider)."""
+    where: dict[str, Any] = {"provider": ctx.provider, "key": ctx.key, "code": code, "status": status}
+    if status == 412:
+        return already_exists(ctx, code, status) if ctx.conditional else precondition_failed(ctx, code, status)
+    if status in (408, 429) or status >= 500:
+        return TransientError(message, hint=hint or (BUSY_HINT if status in (429, 503) else RETRY_HINT), **where)
+    if 200 <= status < 300:  # a body that broke off or could not be decoded
+        return TransientError(message, hint=hint or RETRY_HINT, **where)
+    if status == 401:
+        return AuthenticationError(message, hint=hint, **where)
+    if status == 403:
+        return PermissionDeniedError(message, hint=hint, **where)
+    if status == 404:
+        return NotFoundError(message, hint=hint, **where)
+    return ProviderError(message, hint=hint, **where)
+
+
+def connection_failed(exc: BaseException, ctx: Context, hint: str, where: str = "") -> TransientError:
+    return TransientError(
+        f"{where or ctx.op} failed: the connection broke or could not be made "
+        f"({type(exc).__name__}: {short(exc) or 'no detail'})", provider=ctx.provider,
+        key=ctx.key, code=type(exc).__name__, hint=hint,
+    )
+
+
+def from_transport(exc: BaseException, ctx: Context, hint: str) -> TransientError | None:
+    """A connection that failed, broke off or timed out (aiohttp's errors, resets, timeouts):
+    transient on every provider. None when `exc` is not a transport failure."""
+    import aiohttp  # loaded by every provider that sends requests
+
+    if not isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return None
+    return connection_failed(exc, ctx, hint)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from collections.abc import Sequence
-from typing import Literal
 
 from ._errors import IntegrityError
+from ._types import Kind as Kind
 
-Kind = Literal["md5", "crc32", "crc64"]
 COST: dict[Kind, int] = {"crc64": 1, "crc32": 4, "md5": 25}
 """Relative CPU per byte of each kind, measured here (awscrt CRC-64, zlib CRC32, OpenSSL MD5)."""
 
@@ -111,16 +111,30 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
     return f"{joined}-{len(part_md5s)}"
 
 
-def etag_to_md5(etag: str | None) -> bytes | None:
-    """An S3 single-put ETag is the hex MD5 (quoted); anything else (multipart, KMS) is None."""
-    if not etag:
+MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
+
+
+def s3_etag_checksum(etag: str | None) -> str | None:
+    """What an ETag vouches for: the MD5 of a single put, or S3's multipart digest."""
+    digest = etag.lower() if etag else None
+    if digest and MD5_ETAG.match(digest):
+        return "md5:" + digest
+    if digest and MULTIPART_ETAG.match(digest):
+        return "md5-parts:" + digest
+    return None
+
+
+def s3_crc32_checksum(value: str | None) -> str | None:
+    """What an object's stored CRC32 (HeadObject with ChecksumMode) vouches for, as the upload
+    reported it: `crc32:<hex>`, or `crc32-parts:<base64>-<n>` for S3's composite of the parts."""
+    if not value:
         return None
-    value = etag.strip('"')
-    if len(value) != 32:
-        return None
+    if "-" in value:
+        return "crc32-parts:" + value
     try:
-        return binascii.unhexlify(value)
-    except binascii.Error:
+        return "crc32:" + base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
         return None
 
 
@@ -128,7 +142,8 @@ def verify(provider: str, key: str, what: str, sent: str | bytes, stored: str | 
     """Raise `IntegrityError` when the service reported a digest and it differs from ours.
 
     A service that reports nothing cannot be checked here; callers decide whether that is
-    acceptable (S3 always reports an ETag; Azure reports Content-MD5 for blocks and puts).
+    acceptable (S3 echoes the CRC32 it was sent, or an ETag that is the MD5; Azure echoes a
+    CRC-64, Azurite none for Put Blob and no Content-MD5 for blocks).
     """
     if stored is None:
         return

@@ -1,7 +1,9 @@
-"""The one part-upload driver: S3 parts, Azure blocks and the local staged file alike.
+"""The one upload driver: S3 parts, Azure blocks and the local staged file alike.
 
-A backend supplies four primitives (start, put part, complete, abort; see `PartBackend`);
-this module decides part sizes, keeps at most `max_concurrency` parts in flight, draws
+A backend supplies a one-request put and four part primitives (start, put part, complete,
+abort; see `PartBackend`). `put_file`, `put_bytes` and `put_stream` decide between one request
+and parts (`one_shot`: at most `Transfer.threshold` and the service's `max_single_put`); the
+part driver `run_parts` decides part sizes, keeps at most `max_concurrency` parts in flight, draws
 each part's bytes from the process-wide buffer budget, retries single parts while their bytes
 are in hand, and aborts on any failure or cancellation (under `asyncio.shield`, so a cancelled
 task still cleans up). It completes only when every part is in.
@@ -13,36 +15,29 @@ import asyncio
 import functools
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from . import _integrity
 from ._budget import BufferBudget
-from ._errors import SourceError, TransientError, UnistoreError
+from ._deadline import ABORT_GRACE_S, ABORT_TIMEOUT_S
+from ._errors import AlreadyExistsError, UnistoreError
+from ._io import DigestLookup, PartSource, file_parts, hash_small, read_range, stream_parts
 from ._logging import redact
-from ._retry import RetryPolicy, retry
+from ._request import Target, call
+from ._retry import RetryPolicy
 from ._threads import run_in_part_thread
-from .providers._protocol import ObjectInfo, ProgressCallback
+from ._types import MiB, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
+from ._validate import empty_source
 
 logger = logging.getLogger("unistore")
 T = TypeVar("T")
 
-MiB = 1024 * 1024
-ABORT_TIMEOUT_S = 30.0
-ABORT_GRACE_S = 2.0
-"""How long a cancelled upload waits for its abort before leaving it to the background."""
-
-
-@dataclass(frozen=True)
-class PartLimits:
-    """A service's multipart limits (S3: 10,000 parts of 5 MiB-5 GiB; Azure: 50,000 blocks
-    of up to 4000 MiB)."""
-
-    max_parts: int = 10_000
-    min_part: int = 5 * MiB
-    max_part: int = 5 * 1024 * MiB
+__all__ = [
+    "ABORT_GRACE_S", "MiB", "PartLimits", "PartSizer", "PutOptions", "Transfer", "put_bytes", "put_file", "put_stream",
+    "run_parts",
+]
 
 
 class PartSizer:
@@ -68,11 +63,17 @@ class PartSizer:
         return min(grown, self._limits.max_part)
 
 
-class PartBackend(Protocol):
+class PartBackend(Target, Protocol):
     """The primitives a provider gives the driver; `handle` is the provider's own state."""
 
     @property
-    def name(self) -> str: ...
+    def info(self) -> ProviderInfo: ...
+
+    budget: BufferBudget
+
+    async def head(self, key: str) -> ObjectInfo: ...
+
+    async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo: ...
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any: ...
 
@@ -86,16 +87,6 @@ class PartBackend(Protocol):
 
 
 @dataclass(frozen=True)
-class PutOptions:
-    content_type: str | None
-    metadata: dict[str, str]
-    overwrite: bool
-    allow_empty: bool
-    digest: _integrity.Kind = "md5"
-    """The digest every put and part of this upload carries (see `unistore._integrity`)."""
-
-
-@dataclass(frozen=True)
 class Transfer:
     """How one provider moves bytes; built from `StorageSettings`."""
 
@@ -106,7 +97,8 @@ class Transfer:
     upload_timeout: float | None = None
     read_timeout: float = 60.0
     min_send_rate: int = 256 * 1024
-    """Bytes per second below which one upload request counts as stalled (see `bounded`)."""
+    """Bytes per second below which one upload request counts as stalled
+    (see `unistore._deadline.with_request_deadline`)."""
 
     def request_timeout(self, size: int) -> float:
         """Longest one upload request of `size` bytes may take: the read timeout plus the
@@ -114,31 +106,122 @@ class Transfer:
         return self.read_timeout + size / self.min_send_rate
 
 
-async def bounded(
-    request: Awaitable[T], transfer: Transfer, size: int, provider: str, key: str
-) -> T:
-    """One upload request under its own deadline. Neither SDK bounds the time spent *writing*
-    a body (aiohttp starts its read timeout once the body is sent), so a peer that stops
-    reading would hang a part for ever; this turns that into a retryable TransientError."""
-    limit = transfer.request_timeout(size)
+def one_shot(backend: PartBackend, size: int) -> bool:
+    """Whether `size` bytes go in one request rather than in parts."""
+    return size <= backend.info.one_shot_max
+
+
+async def put_file(
+    backend: PartBackend, path: str, key: str, size: int, opts: PutOptions, progress: ProgressCallback | None
+) -> ObjectInfo:
+    if one_shot(backend, size):
+        await backend.budget.acquire(size)
+        try:
+            data, digest = await run_in_part_thread(read_range, path, 0, size, opts.digest)
+            return await put_small(backend, key, data, digest, opts, progress)
+        finally:
+            backend.budget.release(size)
+    sizer = PartSizer(backend.transfer.chunk_size, backend.info.limits, size)
+    return await run_parts(
+        backend, key, opts, file_parts(path, size, sizer, opts.digest),
+        transfer=backend.transfer, budget=backend.budget, total=size, progress=progress,
+    )
+
+
+async def put_bytes(
+    backend: PartBackend, data: bytes, key: str, opts: PutOptions, progress: ProgressCallback | None
+) -> ObjectInfo:
+    if one_shot(backend, len(data)):
+        digest = await hash_small(opts.digest, data)
+        return await put_small(backend, key, data, digest, opts, progress)
+    sizer = PartSizer(backend.transfer.chunk_size, backend.info.limits, len(data))
+    return await run_parts(
+        backend, key, opts, stream_parts([(data, None)], None, sizer, kind=opts.digest),
+        transfer=backend.transfer, budget=backend.budget, total=len(data), progress=progress,
+    )
+
+
+async def put_stream(
+    backend: PartBackend,
+    chunks: AsyncIterator[bytes],
+    key: str,
+    opts: PutOptions,
+    progress: ProgressCallback | None,
+    size_hint: int | None,
+    digest: DigestLookup | None = None,
+) -> ObjectInfo:
+    """A stream in one request when it ends within the one-shot size, else in parts.
+    `digest` knows each chunk's digest of kind `opts.digest` (a fan-out hashes once for all)."""
+    threshold = backend.info.one_shot_max
+    prefix: list[tuple[bytes, bytes | None]] = []
+    buffered = 0
+    exhausted = False
+    # Buffer up to the threshold, unless the size is known to be above it (then parts start
+    # at once and nothing waits in a buffer).
+    if size_hint is None or size_hint <= threshold:
+        while buffered <= threshold:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                exhausted = True
+                break
+            if chunk:
+                chunk = bytes(chunk) if not isinstance(chunk, bytes) else chunk
+                prefix.append((chunk, digest(chunk) if digest is not None else None))
+                buffered += len(chunk)
+    if exhausted:
+        if len(prefix) == 1 and prefix[0][1] is not None:
+            data, known = prefix[0][0], prefix[0][1]
+        else:
+            data = b"".join(c for c, _ in prefix)
+            known = await hash_small(opts.digest, data)
+        del prefix
+        return await put_small(backend, key, data, known, opts, progress)
+    sizer = PartSizer(backend.transfer.chunk_size, backend.info.limits, size_hint)
+    return await run_parts(
+        backend, key, opts, stream_parts(prefix, chunks, sizer, digest, opts.digest),
+        transfer=backend.transfer, budget=backend.budget, total=size_hint, progress=progress,
+    )
+
+
+async def put_small(
+    backend: PartBackend, key: str, data: bytes, digest: bytes, opts: PutOptions, progress: ProgressCallback | None
+) -> ObjectInfo:
+    """One put of `data`, retried while its bytes are in hand."""
+    if not data and not opts.allow_empty:
+        raise empty_source(key)
+    attempts = [0]
     try:
-        async with asyncio.timeout(limit):
-            return await request
-    except TimeoutError:
-        raise TransientError(
-            f"an upload request of {size} bytes made no progress within {limit:.0f}s",
-            provider=provider,
-            key=key,
-            code="RequestDeadline",
-            hint="check the network path to the service; on a slow uplink lower STORAGE_MIN_SEND_RATE",
-        ) from None
+        info = await call(
+            backend, "upload", key, _counted_put, backend, attempts, key, data, digest, opts,
+            size=len(data), conditional=not opts.overwrite,
+        )
+    except AlreadyExistsError:
+        # A conditional create retried after a lost answer finds its own first write: the
+        # object holding exactly our bytes is our upload, not somebody else's.
+        if attempts[0] < 2:
+            raise
+        stored = await backend.head(key)
+        if stored.checksum != _integrity.label(opts.digest, digest) or stored.size != len(data):
+            raise
+        info = stored
+    if progress is not None:
+        progress(backend.name, len(data), len(data))
+    return info
+
+
+async def _counted_put(
+    backend: PartBackend, attempts: list[int], key: str, data: bytes, digest: bytes, opts: PutOptions
+) -> ObjectInfo:
+    attempts[0] += 1
+    return await backend._put_object(key, data, digest, opts)
 
 
 async def run_parts(
     backend: PartBackend,
     key: str,
     opts: PutOptions,
-    parts: AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]],
+    parts: PartSource,
     *,
     transfer: Transfer,
     budget: BufferBudget,
@@ -154,9 +237,7 @@ async def run_parts(
     """
     # The start runs in its own task: cancelled while its request is in flight, the service may
     # create the upload anyway, so the abort below waits for the answer and aborts what it made.
-    starting = asyncio.ensure_future(
-        retry(lambda: backend._start_parts(key, opts), transfer.retry, f"start upload of {key!r}")
-    )
+    starting = asyncio.ensure_future(call(backend, "start upload", key, backend._start_parts, key, opts))
     try:
         handle = await asyncio.shield(starting)
     except BaseException:
@@ -170,10 +251,8 @@ async def run_parts(
     async def put(number: int, load: Callable[[], Awaitable[tuple[bytes, bytes]]]) -> None:
         nonlocal done
         data, digest = await load()
-        tokens[number] = await retry(
-            lambda: bounded(backend._put_part(handle, number, data, digest), transfer, len(data), backend.name, key),
-            transfer.retry,
-            f"part {number} of {key!r}",
+        tokens[number] = await call(
+            backend, f"part {number}", key, backend._put_part, handle, number, data, digest, size=len(data)
         )
         digests[number] = digest
         done += len(data)
@@ -218,10 +297,8 @@ async def run_parts(
             raise UnistoreError(f"internal error: {len(tokens)} of {count} parts stored")
         ordered = [tokens[i] for i in range(1, count + 1)]
         in_order = [digests[i] for i in range(1, count + 1)]
-        return await retry(
-            lambda: backend._complete_parts(handle, key, ordered, in_order, done, opts),
-            transfer.retry,
-            f"complete upload of {key!r}",
+        return await call(
+            backend, "complete upload", key, backend._complete_parts, handle, key, ordered, in_order, done, opts
         )
     except BaseException:
         for task in in_flight:
@@ -259,7 +336,7 @@ async def _abort(
                 return  # the start failed: it created nothing
         try:
             await asyncio.wait_for(
-                retry(lambda: backend._abort_parts(handle, key), transfer.retry, f"abort of {key!r}"),
+                call(backend, "abort", key, backend._abort_parts, handle, key),
                 ABORT_TIMEOUT_S,
             )
         except Exception as exc:
@@ -286,124 +363,3 @@ async def _abort(
 
 
 _background: set[asyncio.Future[None]] = set()
-
-
-def file_parts(
-    path: str | os.PathLike[str], size: int, sizer: PartSizer, kind: _integrity.Kind = "md5"
-) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
-    """Parts of a file read by offset (pread) in worker threads, each read once and hashed there."""
-    return _file_parts(os.fspath(path), size, sizer, kind)
-
-
-async def _file_parts(
-    path: str, size: int, sizer: PartSizer, kind: _integrity.Kind
-) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
-    offset = 0
-    number = 1
-    while offset < size:
-        length = min(sizer.size(number), size - offset)
-        yield length, _file_loader(path, offset, length, kind)
-        offset += length
-        number += 1
-
-
-def _file_loader(
-    path: str, offset: int, length: int, kind: _integrity.Kind
-) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
-    async def load() -> tuple[bytes, bytes]:
-        return await run_in_part_thread(read_range, path, offset, length, kind)
-
-    return load
-
-
-def read_range(path: str, offset: int, length: int, kind: _integrity.Kind = "md5") -> tuple[bytes, bytes]:
-    """Read `length` bytes at `offset` and hash them (`kind`), in the calling (worker) thread."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise SourceError(
-            f"{path!r} could not be opened while it was being uploaded ({exc.strerror or exc}): "
-            "keep the file in place, readable, until the upload returns"
-        ) from None
-    try:
-        data = os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
-    if len(data) != length:
-        raise SourceError(
-            f"{path!r} shrank while it was being uploaded ({len(data)} of {length} bytes at "
-            f"offset {offset}): upload files only once the recorder has closed them"
-        )
-    return data, _integrity.digest(kind, data)
-
-
-DigestLookup = Callable[[bytes], "bytes | None"]
-
-
-def stream_parts(
-    prefix: list[tuple[bytes, bytes | None]],
-    chunks: AsyncIterator[bytes] | None,
-    sizer: PartSizer,
-    digest: DigestLookup | None = None,
-    kind: _integrity.Kind = "md5",
-) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
-    """Parts cut from a stream of chunks of any size; a chunk that is exactly one part is
-    passed on without a copy, with its digest (of `kind`) when the source already knows it
-    (`digest`, asked right after each chunk arrives: a fan-out hashes each chunk once for
-    everyone)."""
-    return _stream_parts(prefix, chunks, sizer, digest, kind)
-
-
-async def _stream_parts(
-    prefix: list[tuple[bytes, bytes | None]],
-    chunks: AsyncIterator[bytes] | None,
-    sizer: PartSizer,
-    digest: DigestLookup | None,
-    kind: _integrity.Kind,
-) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[bytes, bytes]]]]]:
-    number = 1
-    want = sizer.size(number)
-    pending: list[bytes | memoryview] = []
-    have = 0
-
-    async def source() -> AsyncIterator[tuple[bytes, bytes | None]]:
-        for item in prefix:
-            yield item
-        prefix.clear()
-        if chunks is not None:
-            async for chunk in chunks:
-                yield chunk, (digest(chunk) if digest is not None else None)
-
-    async for chunk, known in source():
-        if not chunk:
-            continue
-        if not pending and len(chunk) == want:
-            yield want, _memory_loader(chunk, kind, known)
-            number += 1
-            want = sizer.size(number)
-            continue
-        view = memoryview(chunk)
-        while view:
-            take = view[: want - have]
-            pending.append(take)
-            have += len(take)
-            view = view[len(take) :]
-            if have == want:
-                yield want, _memory_loader(b"".join(pending), kind)
-                pending = []
-                have = 0
-                number += 1
-                want = sizer.size(number)
-    if pending:
-        yield have, _memory_loader(b"".join(pending), kind)
-
-
-def _memory_loader(
-    data: bytes, kind: _integrity.Kind, known: bytes | None = None
-) -> Callable[[], Awaitable[tuple[bytes, bytes]]]:
-    async def load() -> tuple[bytes, bytes]:
-        if known is not None:
-            return data, known
-        return data, await run_in_part_thread(_integrity.digest, kind, data)
-
-    return load

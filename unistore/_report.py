@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import FanOutError
-from .providers._protocol import ObjectInfo
+from ._types import ObjectInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,12 @@
 """Retry of single requests, with jittered exponential backoff, bounded by attempts and time.
 
-Only `TransientError`s are retried (5xx, throttling, resets, timeouts, integrity mismatches);
-everything else fails at once. Requests are retried while their bytes are still in hand (one
-part, one small put); a stream is never retried as a whole. unistore is the only retry layer:
-the providers switch the SDKs' own retries off (botocore's, azure-core's, and aiohttp's silent
-resend on every session, aiobotocore's included: `providers/_http.py`, pinned by
-`tests/test_sdk_pins.py`), since stacked policies multiply attempts past any deadline.
-Sleep and randomness are injectable so tests run without waiting.
+Only errors whose `transient` is true are retried (`TransientError`: 5xx, throttling, resets,
+timeouts, integrity mismatches); everything else fails at once. Requests are retried while
+their bytes are still in hand (one part, one small put); a stream is never retried as a whole.
+unistore is the only retry layer: the providers switch the SDKs' own retries off (botocore's,
+azure-core's, and aiohttp's silent resend on every session, aiobotocore's included:
+`providers/_http.py`, pinned by `tests/test_sdk_pins.py`), since stacked policies multiply
+attempts past any deadline. Sleep and randomness are injectable so tests run without waiting.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ._errors import TransientError
+from ._errors import ProviderError
 
 T = TypeVar("T")
 logger = logging.getLogger("unistore.retry")
@@ -47,8 +47,9 @@ class RetryPolicy:
         return self.rand() * min(self.max_delay, self.base_delay * 2.0**attempt)
 
 
-async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    """Run `op` until it succeeds, raises a permanent error, or the policy is spent.
+async def retry(op: Callable[..., Awaitable[T]], policy: RetryPolicy, what: str, *args: Any) -> T:
+    """Run `op(*args)` until it succeeds, raises a permanent error, or the policy is spent.
+    Called by `unistore._request.call` only.
 
     The final `TransientError` says how many attempts were made and how long they took.
     """
@@ -57,8 +58,10 @@ async def retry(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) 
     while True:
         attempt += 1
         try:
-            return await op()
-        except TransientError as exc:
+            return await op(*args)
+        except ProviderError as exc:
+            if not exc.transient:
+                raise
             elapsed = policy.clock() - start
             delay = policy.delay(attempt - 1)
             if attempt >= policy.attempts or elapsed + delay >= policy.deadline:

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from . import _integrity
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
-from ._keys import check_key
-from ._multipart import MiB, PartLimits, PartSizer, read_range
+from ._io import cut_part, file_chunks, read_range
+from ._multipart import PartSizer
 from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_order
 from ._report import ProviderResult, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
-from .providers._base import _empty, check_content_type, check_metadata, guess_content_type, source_size
-from .providers._protocol import ObjectInfo, ProgressCallback, Provider
+from ._types import ObjectInfo, ProgressCallback
+from ._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
+from .providers._protocol import Provider
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings
@@ -45,7 +46,7 @@ a reader of its own: read once while providers keep pace, never held back by a s
 
 
 def _label(provider: Provider) -> str:
-    return str(getattr(provider, "label", provider.name))
+    return provider.info.label
 
 
 class Storage:
@@ -60,8 +61,6 @@ class Storage:
         providers: Sequence[Provider] | Mapping[str, Provider],
         *,
         require: Literal["all", "any"] = "all",
-        threshold: int = 16 * MiB,
-        chunk_size: int = 8 * MiB,
         fanout_lag_s: float = FANOUT_LAG_S,
         read_order: Sequence[str] | None = None,
         reserved_prefix: str = DEFAULT_RESERVED_PREFIX,
@@ -81,8 +80,6 @@ class Storage:
             raise ConfigError(f"require must be 'all' or 'any', not {require!r}", variables=["STORAGE_REQUIRE"])
         self._providers = named
         self.require: Literal["all", "any"] = require
-        self.threshold = threshold
-        self.chunk_size = chunk_size
         self.fanout_lag_s = fanout_lag_s
         self._reader = Reader(named, resolve_read_order(list(named), read_order), reserved_prefix)
 
@@ -98,18 +95,12 @@ class Storage:
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> Storage:
         from ._budget import default_budget
-        from ._heap import set_freeze
+        from ._gcfreeze import set_freeze
         from .providers import build_providers
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
         set_freeze(settings.gc_freeze)
-        return cls(
-            build_providers(settings),
-            require=settings.require,
-            threshold=int(settings.multipart_threshold),
-            chunk_size=int(settings.chunk_size),
-            read_order=settings.read_providers,
-        )
+        return cls(build_providers(settings), require=settings.require, read_order=settings.read_providers)
 
     @property
     def providers(self) -> Mapping[str, Provider]:
@@ -156,10 +147,21 @@ class Storage:
     def digest_kind(self) -> _integrity.Kind:
         """The digest a fan-out computes once per chunk for every provider that accepts it
         (`_integrity.fanout_kind`); a provider that does not hashes its parts itself with its
-        own kind. One that declares nothing (a custom `Provider`) is assumed to take MD5."""
-        default: tuple[_integrity.Kind, ...] = ("md5",)
-        accepted: list[Sequence[_integrity.Kind]] = [getattr(p, "digests", default) for p in self._providers.values()]
+        own kind."""
+        accepted: list[Sequence[_integrity.Kind]] = [p.info.digests for p in self._providers.values()]
         return _integrity.fanout_kind(accepted) or "md5"
+
+    @property
+    def one_shot_max(self) -> int:
+        """Largest file a fan-out reads into memory once and hands to every provider whole: the
+        smallest one-request upload of its providers (each still decides for itself)."""
+        return min(p.info.one_shot_max for p in self._providers.values())
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes a fan-out or a writer hands every provider at a time: the largest part size of
+        its providers, so that no provider's part spans two chunks more than it must."""
+        return max(p.info.part_size for p in self._providers.values())
 
     def __repr__(self) -> str:
         return f"<Storage providers={list(self._providers)} require={self.require!r}>"
@@ -217,14 +219,14 @@ class Storage:
         opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
-            raise _empty(key, path)
+            raise empty_source(key, path)
         if content_type is None:
             opts["content_type"] = guess_content_type(path)
         providers = list(self._providers.values())
         if len(providers) == 1:
             only = providers[0]
             report = await self._gather(key, {only.name: lambda: only.upload_file(path, key, **opts)})
-        elif size <= self.threshold:
+        elif size <= self.one_shot_max:
             data, _ = await run_in_part_thread(read_range, os.fspath(path), 0, size)
             report = await self._gather(
                 key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in providers}
@@ -238,17 +240,17 @@ class Storage:
     async def _fan_out_file(
         self, path: str, key: str, size: int, opts: dict[str, Any]
     ) -> UploadReport:
-        chunk = PartSizer(self.chunk_size, PartLimits(), size).size(1)
+        chunk = max(PartSizer(p.info.part_size, p.info.limits, size).size(1) for p in self._providers.values())
         kind = self.digest_kind
         tee = Tee(list(self._providers), FANOUT_DEPTH, kind)
 
         async def feed() -> None:
             offset = 0
             try:
-                async with contextlib.aclosing(_file_chunks(path, 0, size, chunk, kind)) as chunks:
+                async with contextlib.aclosing(file_chunks(path, 0, size, chunk, kind)) as chunks:
                     async for data, digest in chunks:
                         # a provider that falls behind reads on from here by itself
-                        catch_up = functools.partial(_file_chunks, path, offset, size, chunk, kind)
+                        catch_up = functools.partial(file_chunks, path, offset, size, chunk, kind)
                         offset += len(data)
                         await tee.feed(data, digest, lag_s=self.fanout_lag_s, catch_up=catch_up)
                         if not tee.alive:
@@ -296,7 +298,7 @@ class Storage:
         opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
-            raise _empty(key)
+            raise empty_source(key)
         return await self._gather(
             key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in self._providers.values()}
         )
@@ -463,7 +465,7 @@ class StorageWriter:
         and hashing run in a worker thread: multi-MiB copies on the loop stall it for tens of ms."""
         assert self._tee is not None
         chunks, self._pending, self._pending_bytes = self._pending, [], 0
-        part, digest, rest = await run_in_part_thread(_cut_part, chunks, size, self._tee.digest_kind)
+        part, digest, rest = await run_in_part_thread(cut_part, chunks, size, self._tee.digest_kind)
         if rest:
             self._pending, self._pending_bytes = [rest], len(rest)
         if await self._tee.feed(part, digest) == 0 and not self._tee.alive:
@@ -494,7 +496,7 @@ class StorageWriter:
                 raise
             if self._written == 0 and not self._opts.get("allow_empty"):
                 await self._finish(UploadAborted("empty stream"))
-                raise _empty(self.key)
+                raise empty_source(self.key)
             await self._finish(None)
             return
         if isinstance(exc, asyncio.CancelledError):
@@ -524,28 +526,6 @@ def _checked_options(
         "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
         "allow_empty": allow_empty, "progress": progress,
     }
-
-
-async def _file_chunks(
-    path: str, offset: int, size: int, chunk: int, kind: _integrity.Kind
-) -> AsyncGenerator[tuple[bytes, bytes], None]:
-    """A file from `offset` in chunks with their digests: the fan-out's one read, and the rest
-    of it for a provider that fell behind."""
-    while offset < size:
-        length = min(chunk, size - offset)
-        data, digest = await run_in_part_thread(read_range, path, offset, length, kind)
-        offset += length
-        yield data, digest
-
-
-def _cut_part(chunks: list[bytes], size: int, kind: _integrity.Kind) -> tuple[bytes, bytes, bytes]:
-    """The first `size` bytes of `chunks` as one part, its digest, and what is left over."""
-    joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if len(joined) == size:
-        part, rest = joined, b""
-    else:
-        part, rest = joined[:size], joined[size:]
-    return part, _integrity.digest(kind, part), rest
 
 
 def _bound(

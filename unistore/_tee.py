@@ -134,10 +134,10 @@ class Channel:
                     return
             yield chunk
         assert self._catch_up is not None
-        async for chunk, md5 in self._catch_up():
+        async for chunk, digest in self._catch_up():
             if self._error is not None:
                 raise self._error
-            self._own = (chunk, md5)
+            self._own = (chunk, digest)
             yield chunk
         self._own = None
         if self._error is not None:
@@ -145,22 +145,22 @@ class Channel:
 
 
 class _Digests:
-    """MD5s of chunks in flight, keyed by object identity; each entry holds its chunk (so the
+    """Digests of chunks in flight, keyed by object identity; each entry holds its chunk (so the
     id cannot be reused) until every channel that took it has moved past it."""
 
     def __init__(self) -> None:
         self._entries: dict[int, list[object]] = {}
 
-    def add(self, chunk: bytes, md5: bytes, holders: int) -> None:
+    def add(self, chunk: bytes, digest: bytes, holders: int) -> None:
         if holders > 0:
-            self._entries[id(chunk)] = [chunk, md5, holders]
+            self._entries[id(chunk)] = [chunk, digest, holders]
 
     def get(self, chunk: bytes) -> bytes | None:
         entry = self._entries.get(id(chunk))
         if entry is None or entry[0] is not chunk:
             return None
-        md5 = entry[1]
-        return md5 if isinstance(md5, bytes) else None
+        digest = entry[1]
+        return digest if isinstance(digest, bytes) else None
 
     def release(self, chunk: bytes) -> None:
         entry = self._entries.get(id(chunk))
@@ -192,23 +192,23 @@ class Tee:
     async def feed(
         self,
         chunk: bytes,
-        md5: bytes | None = None,
+        digest: bytes | None = None,
         *,
         lag_s: float | None = None,
         catch_up: CatchUp | None = None,
     ) -> int:
-        """Give `chunk` (and its MD5, if known) to every attached channel; returns how many
+        """Give `chunk` (and its digest, if known) to every attached channel; returns how many
         took it. With `catch_up` (the source from this chunk on), a channel that stays full
         for `lag_s` reads on by itself instead of holding the others back."""
-        if md5 is not None:
-            self.digests.add(chunk, md5, len(self.alive))
+        if digest is not None:
+            self.digests.add(chunk, digest, len(self.alive))
         taken = 0
         for channel in self.channels.values():
             if channel.detached or channel.independent:
                 continue
             if await channel.put(chunk, lag_s, catch_up):
                 taken += 1
-            elif md5 is not None:
+            elif digest is not None:
                 self.digests.release(chunk)
         return taken
 

@@ -14,17 +14,24 @@ import argparse
 import asyncio
 import math
 import sys
+import typing
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
+from .providers._protocol import IncompleteUploadCleaner
+
 if TYPE_CHECKING:
     from ._storage import Storage
 
-AZURE_NOTE = (
-    "nothing to clean: Azure has no incomplete uploads to abort; uncommitted blocks are never "
-    "visible and the service discards them after 7 days"
-)
+
+
+def __getattr__(name: str) -> str:
+    if name == "AZURE_NOTE":  # what `unistore cleanup` says for Azure, declared by its provider
+        from .providers.azure import NO_CLEANUP_NOTE
+
+        return NO_CLEANUP_NOTE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _seconds(value: str) -> float:
@@ -98,11 +105,10 @@ async def cleanup(
     where = f" under prefix {prefix!r}" if prefix else ""
     for name in names:
         provider = storage.providers[name]
-        clean = getattr(provider, "cleanup_incomplete_uploads", None)
-        if clean is None:
-            note = AZURE_NOTE if name == "azure" else "no incomplete-upload cleanup for this provider"
-            print(f"{name}: {note}", file=out)
+        if not provider.info.cleans_incomplete_uploads:
+            print(f"{name}: {provider.info.no_cleanup_note}", file=out)
             continue
+        clean = typing.cast(IncompleteUploadCleaner, provider).cleanup_incomplete_uploads
 
         def report(key: str, started: datetime | None, name: str = name) -> None:
             since = f" (started {started.isoformat(timespec='seconds')})" if started else ""

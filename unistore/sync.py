@@ -36,7 +36,7 @@ from anyio.from_thread import BlockingPortal
 from ._reads import ListedObject
 from ._report import UploadReport
 from ._storage import Storage, StorageWriter
-from .providers._protocol import ObjectInfo, ProgressCallback
+from ._types import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from unistore import AlreadyExistsError, EmptySourceError, InvalidKeyError, NotFoundError, ObjectInfo
+from unistore import AlreadyExistsError, EmptySourceError, InvalidKeyError, NotFoundError, ObjectInfo, TransientError
 from unistore._multipart import MiB
 from unistore.providers._base import BaseProvider
 
@@ -254,3 +254,52 @@ async def test_presigned_get_with_a_plain_http_client(provider: BaseProvider, ca
             return body
 
     assert await asyncio.to_thread(fetch) == b"signed bytes"
+
+
+# -- one behaviour on every provider (issue 15: the drifts of the per-provider pipelines) ----
+
+
+@pytest.mark.parametrize("size", [1, int(1.5 * T)], ids=["single-put", "parts"])
+async def test_etag_has_one_form(provider: BaseProvider, size: int) -> None:
+    """`ObjectInfo.etag` is unquoted, and the same from the upload, `head` and `list`."""
+    key = unique("etag")
+    info = await provider.upload_bytes(payload(size), key)
+    head = await provider.head(key)
+    listed = [item async for item in provider.list(key)]
+    assert info.etag and '"' not in info.etag and not info.etag.startswith("W/")
+    assert head.etag == info.etag
+    assert [item.etag for item in listed] == [info.etag]
+
+
+async def test_short_download_is_an_incomplete_download(
+    provider: BaseProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response shorter than the object is the same transient `IncompleteDownload` on every
+    provider, and leaves no file behind."""
+    key = unique("short")
+    await provider.upload_bytes(b"twelve bytes", key)
+    real_head = provider.head
+
+    async def longer(k: str) -> ObjectInfo:
+        info = await real_head(k)
+        return ObjectInfo(key=info.key, size=info.size + 1, etag=info.etag, checksum=info.checksum)
+
+    monkeypatch.setattr(provider, "head", longer)
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    with pytest.raises(TransientError) as caught:
+        await provider.download_file(key, folder / "copy.bin")
+    assert caught.value.code == "IncompleteDownload" and caught.value.provider == provider.name
+    assert list(folder.iterdir()) == [], "the temporary file was removed"
+
+
+async def test_use_after_aclose_reopens(provider: BaseProvider) -> None:
+    """`aclose()` releases the provider's connections; it is idempotent, and the next call
+    opens new ones (the `Provider` protocol's rule, the same on every backend)."""
+    key = unique("reopen")
+    await provider.upload_bytes(b"before", key)
+    await provider.aclose()
+    await provider.aclose()
+    assert await provider.download_bytes(key) == b"before"
+    await provider.upload_bytes(b"after", key)
+    assert await provider.download_bytes(key) == b"after"

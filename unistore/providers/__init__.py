@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._protocol import ObjectInfo, Provider
+from .._types import ObjectInfo
+from ._protocol import Provider
 
 if TYPE_CHECKING:
     from .._settings import StorageSettings

@@ -76,12 +76,34 @@ def shared_key_signature(
     return f"SharedKey {account}:{signature}"
 
 
+DIGEST_HEADER = {"md5": "Content-MD5", "crc64": "x-ms-content-crc64"}
+"""The header that carries each digest kind on a request, and echoes it on the answer."""
+
+
+class Refused(Exception):
+    """The service's error answer to a signed request (mapped by `_azure_errors.map_error` as
+    the SDK's `HttpResponseError` is: `status_code`, `error_code`, `message`)."""
+
+    def __init__(self, status: int, code: str | None, message: str) -> None:
+        super().__init__(message or f"HTTP {status}")
+        self.status_code, self.error_code, self.message = status, code, message or f"HTTP {status}"
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
     headers: Mapping[str, str]
     code: str | None
     message: str
+
+    def raise_for_status(self) -> None:
+        if self.status >= 300:
+            raise Refused(self.status, self.code, self.message)
+
+    def echoed(self, kind: str) -> bytes | None:
+        """The digest of `kind` the service echoed, if any."""
+        stored = self.headers.get(DIGEST_HEADER[kind])
+        return base64.b64decode(stored) if stored else None
 
 
 class BlobPut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 import xml.etree.ElementTree as ET
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._body import part_body
 from .._errors import UnistoreError
+from .._io import pwrite_all
 
 if TYPE_CHECKING:
     import aiohttp
@@ -137,3 +139,36 @@ def error_fields(body: bytes) -> tuple[str | None, str | None]:
         if tag in ("Code", "Message") and child.text:
             fields[tag] = child.text.strip()
     return fields.get("Code"), fields.get("Message")
+
+
+WRITE_BATCH = 4 * 1024 * 1024
+"""A ranged download gathers this much of a response before one `pwritev` in a worker thread."""
+_IOV_MAX = 512
+"""Buffers per `pwritev` at most (Linux allows 1024)."""
+
+
+async def drain_to_file(response: Any, fd: int, offset: int) -> int:
+    """Write a response body (an aiohttp response, or botocore's body wrapping one) into `fd`
+    from `offset`, in the chunks aiohttp received (`readany`), batched into one `pwritev` per
+    `WRITE_BATCH` in a worker thread; returns the bytes written. `read(n)` would join the chunks
+    into one buffer on the loop thread first: a copy into fresh memory, the longest loop step
+    of a download. The connection goes back to the pool at the end, and is dropped on failure."""
+    written, held = 0, 0
+    batch: list[bytes] = []
+    try:
+        while True:
+            chunk: bytes = await response.content.readany()
+            if chunk:
+                batch.append(chunk)
+                held += len(chunk)
+            if held and (not chunk or held >= WRITE_BATCH or len(batch) >= _IOV_MAX):
+                await asyncio.to_thread(pwrite_all, fd, batch, offset + written)
+                written += held
+                batch, held = [], 0
+            if not chunk:
+                break
+    except BaseException:
+        response.close()  # unread bytes: drop the connection
+        raise
+    response.release()
+    return written

@@ -7,37 +7,26 @@ Guarantees every provider gives (tested for each one in `tests/contract/`):
   object is left untouched and `AlreadyExistsError` is raised.
 - `allow_empty=False` (the default) refuses an empty source before anything is written.
 - Uploads read their source once, in bounded memory, and never block the event loop.
-- What the service stored is checked against what was sent (MD5 / ETag); a mismatch is an error.
+- What the service stored is checked against what was sent (the upload's digest: CRC-64,
+  CRC32 or MD5, see `unistore._integrity`); a mismatch is an error.
 - `delete` is idempotent; `head` raises `NotFoundError`; `list` pages through everything.
+- `ObjectInfo.etag` is unquoted; the same from the upload, `head` and `list`.
+- A response shorter than the object is a `TransientError` with code `IncompleteDownload`.
+- `aclose()` releases the provider's connections and is idempotent; a provider used after it
+  opens new ones (on the event loop that uses it).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-ProgressCallback = Callable[[str, int, "int | None"], None]
-"""Called as `(provider name, bytes done, total bytes or None)` as parts complete."""
+from .._types import ObjectInfo, ProgressCallback, ProviderInfo
 
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """What a service says it holds under a key."""
-
-    key: str
-    size: int
-    etag: str | None = None
-    content_type: str | None = None
-    last_modified: datetime | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    checksum: str | None = None
-    """The digest the service vouched for, prefixed by its algorithm: `md5:<hex>`, or
-    `md5-parts:<hex>-<n>` for a multipart upload (an S3 multipart ETag is not the object's MD5)."""
-
+__all__ = ["IncompleteUploadCleaner", "ObjectInfo", "ProgressCallback", "Provider", "ProviderInfo"]
 
 @runtime_checkable
 class Provider(Protocol):
@@ -45,6 +34,12 @@ class Provider(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def info(self) -> ProviderInfo:
+        """What the manager needs to know: the operator label, the digests the service checks,
+        its limits and one-shot and part sizes, and whether it cleans incomplete uploads."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -109,3 +104,16 @@ class Provider(Protocol):
     async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str: ...
 
     async def aclose(self) -> None: ...
+
+
+class IncompleteUploadCleaner(Protocol):
+    """The optional capability a provider declares with `info.cleans_incomplete_uploads`
+    (`unistore cleanup`): abort the multipart uploads a crashed process left behind."""
+
+    async def cleanup_incomplete_uploads(
+        self,
+        *,
+        older_than: float = 3600.0,
+        prefix: str = "",
+        on_abort: Callable[[str, datetime | None], object] | None = None,
+    ) -> int: ...

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
@@ -15,19 +16,21 @@ from typing import Any
 
 from .. import _integrity
 from .._budget import BufferBudget
-from .._errors import AlreadyExistsError, ConfigError, NotFoundError
-from .._keys import InvalidKeyError, check_key
-from .._multipart import PartLimits, PutOptions, Transfer
+from .._errors import AlreadyExistsError, ConfigError, InvalidKeyError, NotFoundError
+from .._multipart import Transfer
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
+from .._validate import check_key
 from ._base import BaseProvider
-from ._protocol import ObjectInfo
 
 _RESERVED = ".unistore"
 _READ_CHUNK = 1024 * 1024
 
 
 class LocalProvider(BaseProvider):
-    label = "local filesystem"
-    limits = PartLimits(max_parts=100_000, min_part=1, max_part=5 * 1024 * 1024 * 1024)
+    declared = ProviderInfo(
+        label="local filesystem",
+        limits=PartLimits(max_parts=100_000, min_part=1, max_part=5 * 1024 * MiB, max_single_put=sys.maxsize),
+    )
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ and the provider unit tests and the fan-out tests build on."""
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -13,10 +14,10 @@ from urllib.parse import quote
 from .. import _integrity
 from .._budget import BufferBudget
 from .._errors import AlreadyExistsError, NotFoundError
-from .._keys import check_key
-from .._multipart import PartLimits, PutOptions, Transfer
+from .._multipart import Transfer
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
+from .._validate import check_key
 from ._base import BaseProvider
-from ._protocol import ObjectInfo
 
 
 @dataclass
@@ -27,8 +28,10 @@ class _Upload:
 
 
 class MemoryProvider(BaseProvider):
-    label = "memory"
-    limits = PartLimits(max_parts=10_000, min_part=1, max_part=5 * 1024 * 1024 * 1024)
+    declared = ProviderInfo(
+        label="memory",
+        limits=PartLimits(max_parts=10_000, min_part=1, max_part=5 * 1024 * MiB, max_single_put=sys.maxsize),
+    )
 
     def __init__(
         self,

@@ -4,82 +4,62 @@ One aioboto3 session and one client per provider, opened on first use (on the ev
 that uses it first) and closed by `aclose()`; aioboto3 itself is imported when a provider is
 created, never when this module is imported.
 
-SDK defaults this provider changes, and why:
+The SDK defaults this provider changes (botocore's retries off, s3v4 signing, path-style
+addressing and `when_required` checksums for custom endpoints, unsigned payloads, the pool size,
+the timeouts) are listed with their reasons in the README's table of overrides.
 
-- `retries={"total_max_attempts": 1}`: botocore never retries. `unistore._retry` is the only
-  retry layer (per request or part, with a deadline, while the bytes are in hand); stacked
-  policies would multiply attempts past that deadline.
-- `signature_version="s3v4"`, and path-style addressing when `AWS_ENDPOINT_URL` is set (unless
-  `AWS_S3_ADDRESSING_STYLE` says otherwise): S3-compatible servers reject what botocore
-  otherwise negotiates (virtual hosts under a loopback or private name).
-- `request_checksum_calculation` / `response_checksum_validation` = `when_required` when a
-  custom endpoint is set (unless `AWS_REQUEST_CHECKSUM_CALCULATION` is): botocore >= 1.36 sends
-  default CRC checksums and aws-chunked trailers that S3-compatible servers reject or store
-  verbatim (boto3 #4398, seaweedfs #6548). Integrity does not depend on them: every put and
-  part carries `Content-MD5` (the server refuses bad bytes with `BadDigest`), and the ETag the
-  server returns is compared with our own MD5 (`unistore._integrity`).
-- `s3={"payload_signing_enabled": False}`: no SHA-256 of every body on plain-http endpoints
-  (botocore already skips it on https when Content-MD5 is present). `Content-MD5` is a signed
-  header, so a put's or part's body is still bound to the signature; the few bodies without
-  it (CompleteMultipartUpload's part list) are checked through the final ETag instead.
-- `max_pool_connections = max(64, 2 x STORAGE_MAX_CONCURRENCY)` (botocore: 10): parts of
-  several uploads, ranged downloads and a fan-in of small puts share one pool.
-- `connect_timeout` / `read_timeout` from `STORAGE_CONNECT_TIMEOUT` / `STORAGE_READ_TIMEOUT`.
-- `http_session_cls`: aiobotocore's aiohttp sessions never resend a request by themselves
-  (`_http.no_silent_resend`); the signed PUTs' own session is built the same way.
-- No `Expect: 100-continue`: botocore adds it to a PUT or POST whose body is a file object, and
-  aiohttp then waits for "100 Continue" with no timeout at all. The bodies (PutObject,
-  UploadPart) go through `_s3_put`, which never sends it, and no call left on botocore has such
-  a body (`tests/test_sdk_pins.py` checks every request botocore sends).
+PutObject and UploadPart do not go through botocore: `_s3_put` signs them (SigV4) and sends
+them on an aiohttp session of our own, with the upload's digest (CRC32 by default, or MD5 with
+`AWS_S3_CHECKSUM=md5`), which the server checks and echoes; the rest (multipart create,
+complete and abort, reads, listing, presigning) are botocore calls, on aiohttp sessions that
+never resend a request by themselves (`_http.botocore_session_class`). botocore adds `Expect:
+100-continue` only to a body that is a file object, which no call left on botocore has
+(`tests/test_sdk_pins.py` checks every request it sends): aiohttp would wait for "100 Continue"
+with no timeout at all.
 
-Service errors are mapped in one place, `_map_errors`, through the `_CODES` table. Upload
-requests are retried by the part driver; reads, deletes and listing pages by `_call`, through
-the same `unistore._retry` policy.
+Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
+the code table of `_s3_errors`, the shared fallbacks).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
-import functools
 import math
 import os
-import re
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from .. import _heap, _integrity
+from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
+from .._download import fetch_ranges
 from .._errors import (
-    AlreadyExistsError,
-    AuthenticationError,
     ConfigError,
     ContainerNotFoundError,
+    Context,
     IntegrityError,
     MissingDependencyError,
     NotFoundError,
-    PermissionDeniedError,
     ProviderError,
-    TransientError,
     UnistoreError,
 )
-from .._keys import check_key
-from .._logging import logger, redact
-from .._multipart import MiB, PartLimits, PutOptions, Transfer
-from .._retry import retry
+from .._io import read_up_to
+from .._logging import logger
+from .._multipart import Transfer
+from .._request import call, mapped
 from .._settings import AddressingStyle, S3Settings, as_secret
-from ._base import BaseProvider, drain_to_file
-from ._http import botocore_session_class, env_proxy, new_session
-from ._protocol import ObjectInfo
+from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
+from .._validate import check_key
+from ._base import BaseProvider
+from ._http import botocore_session_class, drain_to_file, env_proxy, new_session
+from ._s3_errors import HINT_NETWORK, map_error
 from ._s3_put import Credentials, SignedPut, Signer, refuse_encryption_metadata
 
 if TYPE_CHECKING:
@@ -91,126 +71,6 @@ READ_CHUNK = 1 * MiB
 """Size of the chunks `iter_bytes` yields (the last may be smaller)."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most 7 days."""
-
-_HINT_KEYS = (
-    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
-    "credentials), or unset them to use the standard AWS credential chain"
-)
-_HINT_BUCKET = (
-    "create the bucket, or check AWS_RECORDING_STORAGE_BUCKET_NAME (and AWS_ENDPOINT_URL / "
-    "AWS_DEFAULT_REGION)"
-)
-_HINT_RETRY = "a temporary fault of the service or the network; retried automatically"
-_ACTIONS = {
-    "PutObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "DeleteObject": "s3:DeleteObject",
-    "ListObjectsV2": "s3:ListBucket",
-}
-
-
-class _Rule(NamedTuple):
-    error: type[ProviderError]
-    transient: bool
-    hint: str | None
-
-
-_CODES: dict[str, _Rule] = {
-    # the bucket
-    "NoSuchBucket": _Rule(ContainerNotFoundError, False, _HINT_BUCKET),
-    # the object
-    "NoSuchKey": _Rule(NotFoundError, False, None),
-    "NotFound": _Rule(NotFoundError, False, None),
-    "404": _Rule(NotFoundError, False, None),
-    "NoSuchUpload": _Rule(
-        NotFoundError, False, "the multipart upload was completed or aborted elsewhere; upload again"
-    ),
-    # who we are
-    "InvalidAccessKeyId": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "SignatureDoesNotMatch": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "ExpiredToken": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN; " + _HINT_KEYS),
-    "InvalidToken": _Rule(AuthenticationError, False, _HINT_KEYS),
-    "TokenRefreshRequired": _Rule(AuthenticationError, False, "refresh AWS_SESSION_TOKEN"),
-    "AuthorizationHeaderMalformed": _Rule(
-        AuthenticationError, False, "check AWS_DEFAULT_REGION (the bucket's region) and the credentials"
-    ),
-    "RequestTimeTooSkewed": _Rule(
-        AuthenticationError, False, "this machine's clock is off by more than 15 minutes: sync it (NTP)"
-    ),
-    # what we may do (hint completed with the IAM action in _map_errors)
-    "AccessDenied": _Rule(PermissionDeniedError, False, None),
-    "AllAccessDisabled": _Rule(PermissionDeniedError, False, None),
-    "AccountProblem": _Rule(PermissionDeniedError, False, None),
-    "403": _Rule(PermissionDeniedError, False, None),
-    # bytes in transit
-    "BadDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
-    "InvalidDigest": _Rule(IntegrityError, True, "retry; if it persists, check proxies that rewrite bodies"),
-    "XAmzContentSHA256Mismatch": _Rule(IntegrityError, True, "retry"),
-    # temporary faults
-    "SlowDown": _Rule(TransientError, True, "S3 is throttling this prefix; retried with backoff"),
-    "Throttling": _Rule(TransientError, True, _HINT_RETRY),
-    "ThrottlingException": _Rule(TransientError, True, _HINT_RETRY),
-    "TooManyRequests": _Rule(TransientError, True, _HINT_RETRY),
-    "RequestTimeout": _Rule(TransientError, True, _HINT_RETRY),
-    "InternalError": _Rule(TransientError, True, _HINT_RETRY),
-    "ServiceUnavailable": _Rule(TransientError, True, _HINT_RETRY),
-    "OperationAborted": _Rule(TransientError, True, _HINT_RETRY),
-    "429": _Rule(TransientError, True, _HINT_RETRY),
-    "500": _Rule(TransientError, True, _HINT_RETRY),
-    "502": _Rule(TransientError, True, _HINT_RETRY),
-    "503": _Rule(TransientError, True, _HINT_RETRY),
-    "504": _Rule(TransientError, True, _HINT_RETRY),
-    # requests the service refuses for good
-    "EntityTooSmall": _Rule(ProviderError, False, "parts must be at least 5 MiB (STORAGE_CHUNK_SIZE)"),
-    "EntityTooLarge": _Rule(ProviderError, False, "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"),
-    "InvalidBucketName": _Rule(ProviderError, False, "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
-    "PermanentRedirect": _Rule(
-        ProviderError, False, "the bucket is in another region: set AWS_DEFAULT_REGION to it"
-    ),
-}
-"""S3 error code (or HTTP status, for bodiless HEAD answers) -> error class, transient?, hint.
-
-Codes are those of the S3 API reference ("List of error codes"). `PreconditionFailed` and
-`ConditionalRequestConflict` are handled in `_map_errors`: they mean `AlreadyExistsError` only
-for a conditional create (`If-None-Match: *`)."""
-
-_CONDITIONAL = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-
-_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
-_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
-
-
-def _strip_etag(etag: str | None) -> str | None:
-    return etag.strip('"').lower() if etag else None
-
-
-def _checksum_of(etag: str | None) -> str | None:
-    """What an ETag vouches for: the MD5 of a single put, or S3's multipart digest."""
-    if etag and _MD5_ETAG.match(etag):
-        return "md5:" + etag
-    if etag and _MULTIPART_ETAG.match(etag):
-        return "md5-parts:" + etag
-    return None
-
-
-def _crc32_of(value: str | None) -> str | None:
-    """What an object's stored CRC32 (HeadObject with ChecksumMode) vouches for, as the upload
-    reported it: `crc32:<hex>`, or `crc32-parts:<base64>-<n>` for S3's composite of the parts."""
-    if not value:
-        return None
-    if "-" in value:
-        return "crc32-parts:" + value
-    try:
-        return "crc32:" + base64.b64decode(value, validate=True).hex()
-    except (binascii.Error, ValueError):
-        return None
-
 
 def _import_sdk() -> tuple[Any, Any]:
     """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
@@ -231,11 +91,12 @@ class _Upload:
     kind: _integrity.Kind = "md5"
 
 
+LIMITS = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB, max_single_put=5 * 1024 * MiB)
+
+
 class S3Provider(BaseProvider):
     """Uploads to one S3 bucket. See the module docstring for the SDK settings it changes."""
 
-    label = "AWS S3"
-    limits = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB)
 
     list_page_size: int = 1000
     """Keys per ListObjectsV2 page (S3's maximum is 1000)."""
@@ -307,7 +168,10 @@ class S3Provider(BaseProvider):
             "static credentials (AWS_ACCESS_KEY_ID)" if access_key_id else "the standard AWS credential chain",
         )
         self.checksum = settings.checksum
-        self.digests = ("crc32", "md5") if self.checksum == "crc32" else ("md5",)
+        self.declared = ProviderInfo(
+            label="AWS S3", digests=("crc32", "md5") if self.checksum == "crc32" else ("md5",), limits=LIMITS,
+            cleans_incomplete_uploads=True,
+        )
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._s3: Any = None
@@ -373,7 +237,7 @@ class S3Provider(BaseProvider):
                 return self._s3
             stack = contextlib.AsyncExitStack()
             try:
-                with self._map_errors(None, "connect"):
+                with mapped(self, "connect", None):
                     session = self._sdk.Session(
                         aws_access_key_id=self._access_key_id,
                         aws_secret_access_key=(
@@ -393,7 +257,7 @@ class S3Provider(BaseProvider):
                 await stack.aclose()
                 raise
             self._s3, self._stack, self._loop = client, stack, loop
-            _heap.settle()
+            _gcfreeze.settle()
             return client
 
     async def _signed_put(self, client: Any, stack: contextlib.AsyncExitStack) -> SignedPut:
@@ -430,13 +294,13 @@ class S3Provider(BaseProvider):
         self, key: str, op: str, data: bytes, headers: dict[str, str], *,
         query: dict[str, str] | None = None, conditional: bool = False,
     ) -> Mapping[str, str]:
-        """One PutObject / UploadPart through `_s3_put`; an error answer raises through the same
-        `_map_errors` as botocore's errors. Returns the response headers."""
+        """One PutObject / UploadPart through `_s3_put`; an error answer is mapped like botocore's
+        errors (`map_error`). Returns the response headers."""
         from botocore.exceptions import ClientError
 
         await self._client()
         assert self._put is not None
-        with self._map_errors(key, op, conditional=conditional):
+        with mapped(self, op, key, conditional):
             answer = await self._put.put(key, data, headers, await self._frozen_credentials(), query)
             if answer.error is not None:
                 raise ClientError(answer.error, op)
@@ -460,108 +324,11 @@ class S3Provider(BaseProvider):
 
     # -- errors --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _map_errors(self, key: str | None, op: str, *, conditional: bool = False) -> Iterator[None]:
-        """Turn botocore / aiohttp exceptions into unistore errors: the one place that does.
+    network_hint = HINT_NETWORK
 
-        `conditional` marks a conditional create (`If-None-Match: *`), whose precondition
-        failure means the object already exists.
-        """
-        try:
-            yield
-        except ProviderError:
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, key, op, conditional)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    def _translate(self, exc: Exception, key: str | None, op: str, conditional: bool) -> Exception:
-        import aiohttp
-        from botocore import exceptions as bx
-
-        where = f"{op} on bucket {self.bucket!r}"
-        if isinstance(exc, bx.ClientError):
-            error = exc.response.get("Error", {}) or {}
-            meta = exc.response.get("ResponseMetadata", {}) or {}
-            status = meta.get("HTTPStatusCode")
-            code = str(error.get("Code") or status or "Unknown")
-            text = redact(str(error.get("Message") or "")).strip()[:300]
-            message = f"{where} failed" + (f": {text}" if text else "")
-            if code in _CONDITIONAL or status == 412:
-                if conditional:
-                    return AlreadyExistsError(
-                        "an object already exists under this key and overwrite=False; it was left untouched",
-                        provider=self.name, key=key, code=code, status=status,
-                        hint="use another key, or pass overwrite=True to replace it",
-                    )
-                if code == "ConditionalRequestConflict":
-                    return TransientError(message, provider=self.name, key=key, code=code, status=status,
-                                          hint=_HINT_RETRY)
-                return ProviderError(
-                    f"{where}: the object changed while it was being read", provider=self.name, key=key,
-                    code=code, status=status, hint="read it again",
-                )
-            rule = _CODES.get(code) or _CODES.get(str(status))
-            if rule is None:
-                if status is not None and (status >= 500 or status == 429):
-                    rule = _Rule(TransientError, True, _HINT_RETRY)
-                elif status == 401:
-                    rule = _Rule(AuthenticationError, False, _HINT_KEYS)
-                else:
-                    rule = _Rule(ProviderError, False, None)
-            hint = rule.hint
-            if rule.error is PermissionDeniedError:
-                action = _ACTIONS.get(op, "s3:PutObject, s3:GetObject")
-                hint = f"grant {action} on bucket {self.bucket!r} to these credentials (IAM or bucket policy)"
-                if code == "403":  # a HEAD answer has no body to tell auth from permission
-                    hint += "; or " + _HINT_KEYS
-            if rule.error is NotFoundError and key is None:
-                rule = _Rule(ContainerNotFoundError, False, _HINT_BUCKET)
-                hint = _HINT_BUCKET
-            if rule.error is ContainerNotFoundError:
-                at = f"at {self.endpoint_url}" if self.endpoint_url else f"in region {self.region}"
-                message = f"{op} failed: bucket {self.bucket!r} does not exist {at}"
-            return rule.error(message, provider=self.name, key=key, code=code, status=status, hint=hint)
-        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
-            return AuthenticationError(
-                f"{where}: no usable AWS credentials ({type(exc).__name__})",
-                provider=self.name, key=key, code=type(exc).__name__,
-                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure the standard "
-                "AWS credential chain (AWS_PROFILE, an instance or task role)",
-            )
-        if isinstance(exc, bx.SSLError):
-            return ProviderError(
-                f"{where}: TLS failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code="SSLError", hint="check AWS_ENDPOINT_URL and the CA bundle (AWS_CA_BUNDLE)",
-            )
-        if isinstance(exc, bx.ChecksumError):
-            return IntegrityError(
-                f"{where}: {redact(str(exc))[:300]}", provider=self.name, key=key, code="ChecksumError",
-                hint="retry; if it persists, check proxies that rewrite bodies",
-            )
-        if isinstance(
-            exc,
-            bx.HTTPClientError | bx.ConnectionError | bx.IncompleteReadError | aiohttp.ClientError
-            | TimeoutError | ConnectionError,
-        ):
-            detail = redact(str(exc))[:300] or type(exc).__name__
-            return TransientError(
-                f"{where}: the connection failed: {detail}", provider=self.name, key=key,
-                code=type(exc).__name__, hint="check AWS_ENDPOINT_URL and the network path to S3",
-            )
-        if isinstance(exc, bx.ParamValidationError):
-            return ProviderError(
-                f"{where}: invalid request: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code="ParamValidationError",
-            )
-        if isinstance(exc, bx.BotoCoreError | ValueError):
-            return ProviderError(
-                f"{where} failed: {redact(str(exc))[:300]}", provider=self.name, key=key,
-                code=type(exc).__name__,
-            )
-        return exc
+    def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
+        location = f"at {self.endpoint_url}" if self.endpoint_url else f"in region {self.region}"
+        return map_error(exc, ctx, self.bucket, location)
 
     # -- uploads -------------------------------------------------------------------------
 
@@ -585,8 +352,8 @@ class S3Provider(BaseProvider):
                 )
             _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
             return
-        etag = _strip_etag(answer.get("ETag"))
-        if etag and _MD5_ETAG.match(etag):
+        etag = (unquote_etag(answer.get("ETag")) or "").lower()
+        if _integrity.MD5_ETAG.match(etag):
             _integrity.verify(self.name, key, what, digest.hex(), etag)
 
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
@@ -600,7 +367,7 @@ class S3Provider(BaseProvider):
         answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
         self._verify(key, "upload", opts.digest, digest, answer)
         return ObjectInfo(
-            key=key, size=len(data), etag=_strip_etag(answer.get("ETag")), content_type=opts.content_type,
+            key=key, size=len(data), etag=unquote_etag(answer.get("ETag")), content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest),
         )
 
@@ -612,7 +379,7 @@ class S3Provider(BaseProvider):
             params["ContentType"] = opts.content_type
         if opts.digest == "crc32":
             params["ChecksumAlgorithm"] = "CRC32"  # parts must then carry one, and get a composite
-        with self._map_errors(key, "CreateMultipartUpload"):
+        with mapped(self, "CreateMultipartUpload", key):
             response = await client.create_multipart_upload(**params)
         return _Upload(key, response["UploadId"], opts.digest)
 
@@ -643,9 +410,9 @@ class S3Provider(BaseProvider):
         if not opts.overwrite:
             params["IfNoneMatch"] = "*"
         try:
-            with self._map_errors(key, "CompleteMultipartUpload", conditional=not opts.overwrite):
+            with mapped(self, "CompleteMultipartUpload", key, not opts.overwrite):
                 response = await client.complete_multipart_upload(**params)
-            etag = _strip_etag(response.get("ETag"))
+            etag = unquote_etag(response.get("ETag"))
             stored = response.get("ChecksumCRC32") if crc else etag
         except NotFoundError as exc:
             # A retried completion whose first answer was lost finds the upload gone: it
@@ -656,7 +423,7 @@ class S3Provider(BaseProvider):
                 info = await self.head(key)
             except NotFoundError:
                 raise exc from None
-            if info.checksum != checksum and not (not crc and info.etag == expected):
+            if info.checksum != checksum and not (not crc and (info.etag or "").lower() == expected):
                 raise
             etag, stored = info.etag, expected
         if crc:
@@ -667,18 +434,18 @@ class S3Provider(BaseProvider):
                     hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
                 )
             _integrity.verify(self.name, key, "multipart upload", expected, stored)
-        elif etag and _MULTIPART_ETAG.match(etag):
-            _integrity.verify(self.name, key, "multipart upload", expected, etag)
+        elif etag and _integrity.MULTIPART_ETAG.match(etag.lower()):
+            _integrity.verify(self.name, key, "multipart upload", expected, etag.lower())
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
-            metadata=dict(opts.metadata), checksum=checksum if crc else (_checksum_of(etag) or checksum),
+            metadata=dict(opts.metadata), checksum=checksum if crc else (_integrity.s3_etag_checksum(etag) or checksum),
         )
 
     async def _abort_parts(self, handle: Any, key: str) -> None:
         upload: _Upload = handle
         client = await self._client()
         try:
-            with self._map_errors(key, "AbortMultipartUpload"):
+            with mapped(self, "AbortMultipartUpload", key):
                 await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
         except NotFoundError as exc:
             if exc.code not in ("NoSuchUpload", "404"):
@@ -699,7 +466,7 @@ class S3Provider(BaseProvider):
         stale: list[tuple[_Upload, datetime | None]] = []
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
-            page = await self._call(None, "ListMultipartUploads", "list_multipart_uploads", **params)
+            page = await call(self, "ListMultipartUploads", None, self._api, "list_multipart_uploads", params)
             for upload in page.get("Uploads") or []:
                 started: datetime | None = upload.get("Initiated")
                 if older_than <= 0 or started is None or now - started.timestamp() >= older_than:
@@ -709,11 +476,7 @@ class S3Provider(BaseProvider):
             params["KeyMarker"] = page.get("NextKeyMarker", "")
             params["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
         for upload, started in stale:
-            await retry(
-                functools.partial(self._abort_parts, upload, upload.key),
-                self.transfer.retry,
-                f"abort of {upload.key!r}",
-            )
+            await call(self, "AbortMultipartUpload", upload.key, self._abort_parts, upload, upload.key)
             if on_abort is not None:
                 on_abort(upload.key, started)
         return len(stale)
@@ -721,7 +484,7 @@ class S3Provider(BaseProvider):
     # -- reads ---------------------------------------------------------------------------
 
     def _info(self, key: str, response: dict[str, Any]) -> ObjectInfo:
-        etag = _strip_etag(response.get("ETag"))
+        etag = unquote_etag(response.get("ETag"))
         return ObjectInfo(
             key=key,
             size=int(response.get("ContentLength") or 0),
@@ -729,34 +492,26 @@ class S3Provider(BaseProvider):
             content_type=response.get("ContentType"),
             last_modified=response.get("LastModified"),
             metadata=dict(response.get("Metadata") or {}),
-            checksum=_crc32_of(response.get("ChecksumCRC32")) or _checksum_of(etag),
+            checksum=_integrity.s3_crc32_checksum(response.get("ChecksumCRC32")) or _integrity.s3_etag_checksum(etag),
         )
 
-    async def _call(self, key: str | None, op: str, method: str, **params: Any) -> Any:
-        """One idempotent request (a read, a delete, a listing page) under the error map,
-        retried on transient faults like the upload requests are."""
+    async def _api(self, method: str, params: dict[str, Any]) -> Any:
+        """One botocore call, for `_request.call` (the client is made on first use)."""
         client = await self._client()
-        call = getattr(client, method)
-
-        async def once() -> Any:
-            with self._map_errors(key, op):
-                return await call(**params)
-
-        return await retry(once, self.transfer.retry, f"{op} of {key!r}" if key else op)
+        return await getattr(client, method)(**params)
 
     async def head(self, key: str) -> ObjectInfo:
         """A HEAD answer has no body, so a missing bucket and a missing key are the same bodiless
         404: on the first 404, HeadBucket tells them apart (then the bucket is known to exist),
         so that `exists()` never answers False for a bucket that is not there."""
         check_key(key)
+        params = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
         try:
-            response = await self._call(
-                key, "HeadObject", "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
-            )
+            response = await call(self, "HeadObject", key, self._api, "head_object", params)
         except NotFoundError as missing:
             if not self._bucket_seen and missing.code == "404":
                 try:
-                    await self._call(None, "HeadBucket", "head_bucket", Bucket=self.bucket)
+                    await call(self, "HeadBucket", None, self._api, "head_bucket", {"Bucket": self.bucket})
                 except ContainerNotFoundError:
                     raise
                 except ProviderError:
@@ -770,13 +525,13 @@ class S3Provider(BaseProvider):
         """The object's bytes in chunks of about `READ_CHUNK`; the response is released
         however the consumer stops (end, break, error, cancellation)."""
         check_key(key)
-        response = await self._call(key, "GetObject", "get_object", Bucket=self.bucket, Key=key)
+        response = await call(self, "GetObject", key, self._api, "get_object", {"Bucket": self.bucket, "Key": key})
         body = response["Body"]
         finished = False
         try:
             while True:
-                with self._map_errors(key, "GetObject"):
-                    chunk = await _read_up_to(body, READ_CHUNK)
+                with mapped(self, "GetObject", key):
+                    chunk = await read_up_to(body, READ_CHUNK)
                 if not chunk:
                     finished = True
                     return
@@ -790,7 +545,7 @@ class S3Provider(BaseProvider):
     async def delete(self, key: str) -> None:
         check_key(key)
         try:
-            await self._call(key, "DeleteObject", "delete_object", Bucket=self.bucket, Key=key)
+            await call(self, "DeleteObject", key, self._api, "delete_object", {"Bucket": self.bucket, "Key": key})
         except NotFoundError as exc:
             if exc.code not in ("NoSuchKey", "404", "NotFound"):
                 raise
@@ -801,12 +556,12 @@ class S3Provider(BaseProvider):
         metadata: `head()` a key for those."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.list_page_size}
         while True:
-            page = await self._call(None, "ListObjectsV2", "list_objects_v2", **params)
+            page = await call(self, "ListObjectsV2", None, self._api, "list_objects_v2", params)
             for item in page.get("Contents") or []:
-                etag = _strip_etag(item.get("ETag"))
+                etag = unquote_etag(item.get("ETag"))
                 yield ObjectInfo(
                     key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
-                    last_modified=item.get("LastModified"), checksum=_checksum_of(etag),
+                    last_modified=item.get("LastModified"), checksum=_integrity.s3_etag_checksum(etag),
                 )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
@@ -823,7 +578,7 @@ class S3Provider(BaseProvider):
         if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
             raise ConfigError(f"expires_in must be 1 to {MAX_PRESIGN_SECONDS} seconds (got {expires_in})")
         client = await self._client()
-        with self._map_errors(key, "presign"):
+        with mapped(self, "presign", key):
             url: str = await client.generate_presigned_url(
                 operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
             )
@@ -837,45 +592,16 @@ class S3Provider(BaseProvider):
         versions; each range is retried on its own."""
         info = await self.head(key)
         step = max(self.download_part_size, self.transfer.chunk_size, math.ceil(info.size / 10_000))
-
-        async def fetch(fd: int, start: int, end: int) -> None:
-            await retry(
-                functools.partial(self._fetch_range, fd, key, start, end, info.etag),
-                self.transfer.retry,
-                f"download of {key!r} bytes {start}-{end - 1}",
-            )
-
-        await self._download_ranges(path, info.size, step, fetch)
+        await fetch_ranges(self, key, path, info.size, step, info.etag, "GetObject")
         return info
 
-    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> None:
+    async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> int:
         client = await self._client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
         if etag:
             params["IfMatch"] = f'"{etag}"'
-        with self._map_errors(key, "GetObject"):
+        with mapped(self, "GetObject", key):
             response = await client.get_object(**params)
-        with self._map_errors(key, "GetObject"):
-            offset = start + await drain_to_file(response["Body"], fd, start)
-        if offset != end:
-            raise TransientError(
-                f"GetObject on bucket {self.bucket!r}: range ended after {offset - start} of "
-                f"{end - start} bytes",
-                provider=self.name, key=key, code="IncompleteRead", hint=_HINT_RETRY,
-            )
-
-
-async def _read_up_to(body: Any, size: int) -> bytes:
-    """Read from a streaming body until `size` bytes or the end (aiohttp hands out whatever
-    has arrived, often 64 KiB at a time)."""
-    chunks: list[bytes] = []
-    have = 0
-    while have < size:
-        chunk: bytes = await body.read(size - have)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        have += len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return await drain_to_file(response["Body"], fd, start)
 
 

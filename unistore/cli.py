@@ -1,5 +1,9 @@
 """The `unistore` command line (`python -m unistore`). Heavy imports stay inside commands.
 
+- `unistore upload FILE`, `ls [PREFIX]`, `get KEY [DEST]`, `rm KEY`, `presign KEY`, `doctor`:
+  in `unistore/_cli_*.py`: `_cli_args` (parsers), `_cli_output` (text, JSON, tables),
+  `_cli_progress` (bars), `_cli_transfer` (upload, get), `_cli_objects` (ls, rm, presign),
+  `_cli_doctor`, `_cli_run` (storage from the environment, one-line errors, exit status).
 - `unistore config`: the configuration table (variables, meaning, default).
 - `unistore cleanup --older-than SECONDS [--provider NAME] [--prefix P]`: abort the incomplete
   multipart uploads that crashed or killed processes left behind (S3 bills their parts until
@@ -43,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload recordings to AWS S3, Azure Blob Storage, or both, as the environment says.",
     )
     sub = parser.add_subparsers(dest="command")
+    from ._cli_args import add_commands, common_options
+
+    add_commands(sub, common_options())
     sub.add_parser("config", help="print the configuration table (variables, meaning, default)")
     cleanup = sub.add_parser(
         "cleanup",
@@ -146,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "cleanup":
         return asyncio.run(_cleanup_from_env(args))
+    if args.command is not None:
+        from ._cli_run import run
+
+        return run(args)
     parser.print_help()
     return 0
 

@@ -161,8 +161,9 @@ async def test_missing_bucket_is_container_not_found(
     with pytest.raises(ContainerNotFoundError) as caught:
         [info async for info in provider.list()]
     assert "AWS_RECORDING_STORAGE_BUCKET_NAME" in (caught.value.hint or "")
+    assert f"bucket {provider.bucket!r} does not exist at {s3_server.endpoint}" in str(caught.value)
     assert not caught.value.transient
-    with pytest.raises(ContainerNotFoundError):
+    with pytest.raises(ContainerNotFoundError, match=f"bucket {provider.bucket!r} does not exist"):
         await provider.download_bytes("k")
     if s3_server.kind != "seaweedfs":  # SeaweedFS creates a missing bucket on PutObject
         with pytest.raises(ContainerNotFoundError):

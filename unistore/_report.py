@@ -24,13 +24,15 @@ class ProviderResult:
 
 @dataclass(frozen=True, slots=True)
 class UploadReport:
-    """Every provider's outcome for one upload. `ok` follows the `require` rule:
+    """Every provider's outcome for one upload (or delete). `ok` follows the `require` rule:
     `all` providers succeeded, or `any` one did."""
 
     key: str
     results: Mapping[str, ProviderResult]
     require: Literal["all", "any"] = "all"
     duration_s: float = field(default=0.0)
+    operation: str = "upload"
+    """What the report is of: "upload", or "delete" / "head" for `Storage.delete` / `head`."""
 
     @property
     def succeeded(self) -> list[str]:
@@ -59,5 +61,5 @@ class UploadReport:
     def raise_for_failures(self) -> UploadReport:
         """Raise `FanOutError` (holding each failed provider's error) unless `ok`."""
         if not self.ok:
-            raise FanOutError(self.errors, self)
+            raise FanOutError(self.errors, self, operation=self.operation)
         return self

@@ -523,6 +523,9 @@ class S3Provider(BaseProvider):
             if rule.error is NotFoundError and key is None:
                 rule = _Rule(ContainerNotFoundError, False, _HINT_BUCKET)
                 hint = _HINT_BUCKET
+            if rule.error is ContainerNotFoundError:
+                at = f"at {self.endpoint_url}" if self.endpoint_url else f"in region {self.region}"
+                message = f"{op} failed: bucket {self.bucket!r} does not exist {at}"
             return rule.error(message, provider=self.name, key=key, code=code, status=status, hint=hint)
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
             return AuthenticationError(

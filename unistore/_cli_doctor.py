@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 Status = Literal["pass", "fail", "skip"]
 T = TypeVar("T")
 
-DEFAULT_RESERVED_PREFIX = ".unistore/"
 PROBE_PREFIX = "doctor/"
 PROVIDER_CHECKS = ("credentials", "bucket", "write", "read", "delete")
 
@@ -230,7 +229,7 @@ async def run_checks(limit_s: float, only: str | None = None) -> list[Check]:
     if storage is None:
         return checks
     providers = [storage.provider(only)] if only else list(storage.providers.values())
-    prefix = getattr(storage, "reserved_prefix", DEFAULT_RESERVED_PREFIX) + PROBE_PREFIX
+    prefix = storage.reserved_prefix + PROBE_PREFIX
     doctors = [ProviderDoctor(p, limit_s, prefix) for p in providers]
     for rows in await asyncio.gather(*(d.run() for d in doctors)):
         checks.extend(rows)

@@ -110,7 +110,8 @@ def error_parts(exc: BaseException) -> tuple[str, str | None]:
     already carries (a provider error's hint, the variables of a ConfigError, the pip command of
     a MissingDependencyError), never one written here."""
     if isinstance(exc, ProviderError):
-        details = [f"{k}={v}" for k, v in (("code", exc.code), ("status", exc.status)) if v]
+        said = (("code", exc.code), ("status", exc.status))
+        details = [f"{k}={v}" for k, v in said if v and str(v) not in exc.message]
         text = exc.message + (f" ({', '.join(details)})" if details else "")
         return redact(text), redact(exc.hint) if exc.hint else None
     if isinstance(exc, MissingDependencyError):

@@ -51,7 +51,7 @@ class ProgressLines(UploadProgress):
         self.shown = dict.fromkeys(names, 0)
 
     def __call__(self, provider: str, done: int, total: int | None) -> None:
-        if not total:
+        if not total or done >= total:
             return
         quarter = min(QUARTERS * done // total, QUARTERS - 1)
         if quarter > self.shown.get(provider, 0):

@@ -16,7 +16,7 @@ from ._cli_output import Output, human_size
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress, TaskID
+    from rich.progress import Progress, Task, TaskID
 
 QUARTERS = 4
 
@@ -70,7 +70,6 @@ class ProgressBars(UploadProgress):
             TaskProgressColumn,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         width = max(len(n) for n in names)
@@ -79,30 +78,36 @@ class ProgressBars(UploadProgress):
             BarColumn(),
             TaskProgressColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[speed]}"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[status]}"),
             console=console,
         )
         self.tasks: dict[str, TaskID] = {
-            name: self.bars.add_task(name, total=total, status="") for name in names
+            name: self.bars.add_task(name, total=total, status="", speed="") for name in names
         }
 
     def __enter__(self) -> Self:
         self.bars.start()
         return self
 
+    def _task(self, task_id: TaskID) -> Task:
+        return next(task for task in self.bars.tasks if task.id == task_id)
+
     def __call__(self, provider: str, done: int, total: int | None) -> None:
         task = self.tasks.get(provider)
         if task is not None:
             self.bars.update(task, completed=done, total=total)
+            speed = self._task(task).speed
+            if speed:
+                self.bars.update(task, speed=f"{human_size(int(speed))}/s")
 
     def finish(self, provider: str, ok: bool) -> None:
         task = self.tasks.get(provider)
         if task is None:
             return
         if ok:
-            total = self.bars.tasks[task].total
+            total = self._task(task).total
             self.bars.update(task, completed=total, status="[green]done")
         else:
             self.bars.update(task, status="[red]failed")

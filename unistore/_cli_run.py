@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         module, name = _COMMANDS[args.command]
         command: Command = getattr(importlib.import_module(f"unistore.{module}"), name)
         return asyncio.run(_on_storage(command, args, output))
+    except BrokenPipeError:
+        # the reader went away (`unistore ls | head`): nothing more to say, and nothing to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except KeyboardInterrupt:
         output.error(f"unistore {args.command}: interrupted")
         return EXIT_INTERRUPTED

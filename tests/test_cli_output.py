@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -127,3 +128,37 @@ def test_a_missing_source_is_one_line_and_exit_1(
     assert capsys.readouterr().err == (
         "unistore upload: source file '/nonexistent/recording.mp4' does not exist: check the path\n"
     )
+
+
+def test_verbose_prints_the_library_log_lines_on_stderr(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    clean_env.setenv("STORAGE_UPLOAD_MODE", "memory")
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"a" * 10)
+    try:
+        assert cli.main(["upload", str(source), "-v"]) == 0
+    finally:
+        logger = logging.getLogger("unistore")
+        for handler in [h for h in logger.handlers if h.get_name() == "unistore-cli"]:
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    err = capsys.readouterr().err
+    assert "INFO unistore: Uploading to configured providers: memory" in err
+    assert "Unified storage manager finished uploading to all providers" in err
+
+
+def test_config_and_cleanup_take_json_too(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["config", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0] == {
+        "variable": "STORAGE_UPLOAD_MODE",
+        "meaning": "`s3`, `azure`, `both`; also `local`, `memory`, `all` (s3+azure+local) or a comma list.",
+        "default": "s3",
+    }
+    assert {r["variable"] for r in rows} >= {"AWS_RECORDING_STORAGE_BUCKET_NAME", "AZURE_STORAGE_CONTAINER_NAME"}
+    clean_env.setenv("STORAGE_UPLOAD_MODE", "memory")
+    assert cli.main(["cleanup", "--older-than", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "provider": "memory", "note": "no incomplete-upload cleanup for this provider"
+    }

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -44,7 +43,10 @@ def library_logs(verbose: bool) -> None:
     outcome itself, and Python's last-resort handler would repeat its errors on stderr."""
     logger = logging.getLogger("unistore")
     if verbose:
+        for old in [h for h in logger.handlers if h.get_name() == "unistore-cli"]:
+            logger.removeHandler(old)
         handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("unistore-cli")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -76,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
         command: Command = getattr(importlib.import_module(f"unistore.{module}"), name)
         return asyncio.run(_on_storage(command, args, output))
     except BrokenPipeError:
-        # the reader went away (`unistore ls | head`): nothing more to say, and nothing to flush
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        raise  # `cli.main` ends quietly: printing the error would hit the closed pipe again
     except KeyboardInterrupt:
         output.error(f"unistore {args.command}: interrupted")
         return EXIT_INTERRUPTED

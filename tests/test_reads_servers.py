@@ -18,6 +18,7 @@ import pytest
 
 from tests import servers
 from tests.faultproxy import FaultProxy
+from tests.fixtures_s3 import new_bucket_name
 from unistore import FanOutError, NotFoundError, Storage, TransientError
 from unistore._multipart import MiB, Transfer
 from unistore._retry import RetryPolicy
@@ -276,3 +277,19 @@ def test_sync_storage_on_the_servers(
         assert store.delete("rec/sync.mp4").ok
         with pytest.raises(NotFoundError):
             store.download_bytes("rec/sync.mp4")
+
+
+async def test_a_missing_bucket_is_never_a_missing_copy(
+    make_s3_provider: Factory, make_azure_provider: Factory
+) -> None:
+    """S3 answers a HEAD in a missing bucket with a bare 404, like a missing key: the storage
+    must report the bucket (by name), not claim the copy is absent."""
+    s3, azure = make_s3_provider(bucket=new_bucket_name("gone")), make_azure_provider()
+    await azure.upload_bytes(b"still here", "rec/m.mp4")
+    async with Storage([s3, azure]) as storage:
+        with pytest.raises(FanOutError) as caught:
+            await storage.exists("rec/m.mp4")
+        assert f"bucket {s3.bucket!r} does not exist" in str(caught.value)
+        assert await storage.download_bytes("rec/m.mp4") == b"still here"
+        with pytest.raises(FanOutError, match=f"bucket {s3.bucket!r} does not exist"):
+            await storage.download_bytes("rec/nowhere.mp4")

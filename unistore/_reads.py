@@ -17,8 +17,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from . import _logging as log
@@ -43,7 +43,7 @@ class ListedObject:
     in read order. A key missing from a provider is simply absent from `copies`."""
 
     key: str
-    copies: Mapping[str, ObjectInfo] = field(default_factory=dict)
+    copies: Mapping[str, ObjectInfo]
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -84,6 +84,18 @@ def _short(error: BaseException) -> str:
 
 def _answers(errors: Mapping[str, BaseException]) -> str:
     return "; ".join(f"{name}: {_short(err)}" for name, err in errors.items())
+
+
+def _handed_over(op: str, key: str, name: str, error: Exception) -> Exception:
+    """Log a provider that failed a read (a missing key is no news), and return the error."""
+    if not isinstance(error, NotFoundError):
+        logger.warning("%s of %s failed on %s, trying the next provider: %s", op, key, name, _short(error))
+    return error
+
+
+def _served(op: str, key: str, name: str, errors: Mapping[str, BaseException]) -> None:
+    if errors:
+        logger.info("%s of %s served by %s after %s could not", op, key, name, ", ".join(errors))
 
 
 def _none_served(op: str, key: str, errors: Mapping[str, BaseException]) -> Exception:
@@ -128,12 +140,12 @@ class Reader:
         errors: dict[str, BaseException] = {}
         for candidate in chosen:
             try:
-                return candidate.name, await call(candidate)
+                result = await call(candidate)
             except Exception as exc:  # the next provider may hold it
-                errors[candidate.name] = exc
-                if not isinstance(exc, NotFoundError):
-                    logger.warning("%s of %s failed on %s, trying the next provider: %s",
-                                   op, key, candidate.name, _short(exc))
+                errors[candidate.name] = _handed_over(op, key, candidate.name, exc)
+                continue
+            _served(op, key, candidate.name, errors)
+            return candidate.name, result
         raise _none_served(op, key, errors)
 
     # -- reads from the first provider that holds the key ------------------------------
@@ -152,7 +164,7 @@ class Reader:
         _, info = await self._first("download", key, provider, lambda p: p.download_file(key, path))
         return info
 
-    async def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncGenerator[bytes, None]:
         """Hands over to the next provider only before the first chunk: once bytes reached the
         caller, a failure is raised (another copy cannot resume a stream mid-way)."""
         check_key(key)
@@ -167,8 +179,9 @@ class Reader:
                 except Exception as exc:
                     if provider is not None:
                         raise
-                    errors[candidate.name] = exc
+                    errors[candidate.name] = _handed_over("download", key, candidate.name, exc)
                     continue
+                _served("download", key, candidate.name, errors)
                 yield first
                 async for chunk in chunks:
                     yield chunk
@@ -222,7 +235,7 @@ class Reader:
 
         report = await self._every("delete", key, delete_one)
         for name, error in report.errors.items():
-            logger.error("Failed to delete %s from %s, the copy remains there: %s", key, name, _short(error))
+            logger.error("Failed to delete %s from %s, any copy there remains: %s", key, name, _short(error))
         if report.all_ok:
             logger.info("Deleted %s from every provider: %s", key, ", ".join(report.results))
         return report
@@ -252,7 +265,7 @@ class Reader:
 
     # -- one merged listing --------------------------------------------------------------
 
-    async def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncIterator[ListedObject]:
+    async def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncGenerator[ListedObject, None]:
         """Every provider's listing, read concurrently and merged by key. The listings are read
         whole before the first item, because the services disagree on order: S3 lists in byte
         order, but SeaweedFS by path segment ('a/b' before 'a-b'), so no streaming merge could

@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -376,9 +376,10 @@ class Storage:
         """The object's bytes, from the first provider that holds it (as `download_file`)."""
         return await self._reader.download_bytes(key, provider=provider)
 
-    def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncIterator[bytes]:
+    def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncGenerator[bytes, None]:
         """The object's bytes in chunks, from the first provider that holds it; failover
-        happens only before the first chunk."""
+        happens only before the first chunk. Stopping early: `contextlib.aclosing()` releases
+        the response at once instead of when the generator is collected."""
         return self._reader.iter_bytes(key, provider=provider)
 
     async def locate(self, key: str) -> tuple[str, ObjectInfo]:
@@ -406,7 +407,7 @@ class Storage:
         the first that answers). It is a bearer credential: never log it."""
         return await self._reader.presigned_url(key, expires_in, method, provider=provider)
 
-    def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncIterator[ListedObject]:
+    def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncGenerator[ListedObject, None]:
         """One listing merged across providers, sorted by key: each `ListedObject` says which
         providers hold the key. Keys under `reserved_prefix` are never listed."""
         return self._reader.list(prefix, provider=provider)

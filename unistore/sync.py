@@ -137,9 +137,7 @@ class SyncStorage:
                 return None
 
         async def close() -> None:
-            closer = getattr(chunks, "aclose", None)
-            if closer is not None:
-                await closer()
+            await chunks.aclose()
 
         def generate() -> Generator[bytes, None, None]:
             try:

@@ -10,7 +10,6 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,16 +36,6 @@ def both_env(
     s3_server: servers.S3Server, s3_bucket: str, azurite: servers.AzuriteServer, container: str
 ) -> dict[str, str]:
     return {"STORAGE_UPLOAD_MODE": "both", **s3_server.env(s3_bucket), **azurite.env(container)}
-
-
-@pytest.fixture
-def s3_blackhole(s3_server: servers.S3Server) -> Iterator[ThreadedFaultProxy]:
-    proxy = ThreadedFaultProxy.for_url(s3_server.endpoint, seed=16)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def statuses(document: dict[str, Any], target: str) -> dict[str, str]:
@@ -137,26 +126,41 @@ def test_doctor_on_a_missing_container_names_it(both_env: dict[str, str]) -> Non
     assert run_cli("doctor", env=env).returncode == 1
 
 
+@pytest.mark.parametrize("dark", ["s3", "azure"])
 def test_doctor_on_a_blackholed_endpoint_returns_within_its_timeout(
-    both_env: dict[str, str], s3_blackhole: ThreadedFaultProxy, s3_server: servers.S3Server
+    dark: str, both_env: dict[str, str], s3_server: servers.S3Server, azurite: servers.AzuriteServer
 ) -> None:
-    """S3 behind a proxy that accepts connections and never answers: with `--timeout 2`, S3's
-    `credentials` fails after 2 s, the rest of S3 is skipped, Azure passes meanwhile, and the
-    whole process (interpreter start and SDK imports included) is done well before S3's own
-    timeouts (60 s read timeout, retries) would have ended it."""
-    s3_blackhole.blackhole = True
-    env = {**both_env, "AWS_ENDPOINT_URL": s3_blackhole.proxied_url(s3_server.endpoint)}
-    began = time.monotonic()
-    done = run_cli("doctor", "--json", "--timeout", "2", env=env, timeout=60)
-    elapsed = time.monotonic() - began
+    """One provider behind a proxy that accepts connections and never answers: with
+    `--timeout 2`, its `credentials` check fails after 2 s and the rest of it is skipped, the
+    other provider passes meanwhile, and the whole process (interpreter start and SDK imports
+    included) is done long before that SDK's own timeouts (60 s reads, retries) would end it."""
+    upstream = s3_server.endpoint if dark == "s3" else azurite.blob_url
+    proxy = ThreadedFaultProxy.for_url(upstream, seed=16)
+    proxy.start()
+    try:
+        proxy.blackhole = True
+        env = dict(both_env)
+        if dark == "s3":
+            env["AWS_ENDPOINT_URL"] = proxy.proxied_url(upstream)
+        else:
+            env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string.replace(
+                upstream, proxy.proxied_url(upstream)
+            )
+        began = time.monotonic()
+        done = run_cli("doctor", "--json", "--timeout", "2", env=env, timeout=60)
+        elapsed = time.monotonic() - began
+        swallowed = proxy.stats.blackholed
+    finally:
+        proxy.stop()
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
-    credentials = check(document, "s3", "credentials")
+    credentials = check(document, dark, "credentials")
     assert credentials["status"] == "fail" and credentials["detail"] == "no answer within 2s (--timeout)"
     assert 2.0 <= credentials["seconds"] < 2.5
-    assert statuses(document, "s3") == dict(zip(PROVIDER_CHECKS, ["fail"] + ["skip"] * 4, strict=True))
-    assert set(statuses(document, "azure").values()) == {"pass"}
-    assert s3_blackhole.stats.blackholed >= 1
+    assert statuses(document, dark) == dict(zip(PROVIDER_CHECKS, ["fail"] + ["skip"] * 4, strict=True))
+    other = "azure" if dark == "s3" else "s3"
+    assert set(statuses(document, other).values()) == {"pass"}
+    assert swallowed >= 1
     assert elapsed < 2.0 + 6.0, f"doctor took {elapsed:.1f}s"
 
 

@@ -60,7 +60,7 @@ class _TimedOut(Exception):
     """A check got no answer within the timeout."""
 
 
-class _Failed(Exception):
+class _Failed(UnistoreError):
     """A check that went wrong without an error class of its own (a probe read back wrong)."""
 
 

@@ -45,13 +45,24 @@ def library_logs(verbose: bool) -> None:
     if verbose:
         for old in [h for h in logger.handlers if h.get_name() == "unistore-cli"]:
             logger.removeHandler(old)
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(_CurrentStderr())
         handler.set_name("unistore-cli")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     elif not logger.handlers:
         logger.addHandler(logging.NullHandler())
+
+
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written: while rich draws its bars it swaps in a
+    proxy that prints above them, and a handler holding the original stream would tear them."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def failure_status(exc: BaseException) -> int:

@@ -54,7 +54,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Upload FILE to every configured provider at once, with one progress bar per "
         "provider on a terminal. Exit status 0 only when the upload report is ok (STORAGE_REQUIRE).",
     )
-    upload.add_argument("file", metavar="FILE")
+    upload.add_argument("file", metavar="FILE", help="the recording; '-' reads it from stdin (with --key)")
     upload.add_argument("--key", metavar="K", help="object key (default: the file's name)")
     upload.add_argument("--content-type", metavar="T", help="default: guessed from the file's name")
     upload.add_argument(

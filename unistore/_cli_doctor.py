@@ -242,7 +242,8 @@ _STYLES = {"pass": "green", "fail": "bold red", "skip": "dim"}
 def render(checks: list[Check], output: Output, timeout: float) -> None:
     failed = [c for c in checks if c.status == "fail"]
     if output.json_mode:
-        output.document({"ok": not failed, "timeout_s": timeout, "checks": [asdict(c) for c in checks]})
+        shapes = [{**asdict(c), "seconds": None if c.seconds is None else round(c.seconds, 3)} for c in checks]
+        output.document({"ok": not failed, "timeout_s": timeout, "checks": shapes})
         return
     rows = [
         (c.target, c.check, c.status.upper() if c.status == "fail" else c.status,

@@ -17,20 +17,21 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from . import _integrity
+from . import _integrity, _journal
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._keys import check_key
 from ._multipart import MiB, PartLimits, PartSizer, read_range
-from ._report import ProviderResult, UploadReport
+from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
 from .providers._base import _empty, check_content_type, check_metadata, guess_content_type, source_size
 from .providers._protocol import ObjectInfo, ProgressCallback, Provider
 
 if TYPE_CHECKING:
+    from ._repair import RepairProgress, RepairReport
     from ._settings import StorageSettings
 
 logger = logging.getLogger("unistore")
@@ -51,17 +52,22 @@ class Storage:
     """Uploads to every configured provider at once and reports each outcome.
 
     `require="all"` (the default) makes a report `ok` only when every provider stored the
-    object; `"any"` when at least one did. Use as an async context manager, or call `aclose()`.
+    object; `"any"` when at least one did; `"primary"` when the first provider did (the others
+    are still attempted in the same call). Whenever some providers stored the object and others
+    did not, the missed copies are recorded under `journal_prefix` in the providers that hold it
+    (`unistore._journal`) before the call returns, for `repair()` to finish. Use as an async
+    context manager, or call `aclose()`.
     """
 
     def __init__(
         self,
         providers: Sequence[Provider] | Mapping[str, Provider],
         *,
-        require: Literal["all", "any"] = "all",
+        require: RequireRule = "all",
         threshold: int = 16 * MiB,
         chunk_size: int = 8 * MiB,
         fanout_lag_s: float = FANOUT_LAG_S,
+        journal_prefix: str = _journal.DEFAULT_JOURNAL_PREFIX,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
         if not items:
@@ -74,10 +80,13 @@ class Storage:
                     variables=["STORAGE_UPLOAD_MODE"],
                 )
             named[provider.name] = provider
-        if require not in ("all", "any"):
-            raise ConfigError(f"require must be 'all' or 'any', not {require!r}", variables=["STORAGE_REQUIRE"])
+        if require not in ("all", "any", "primary"):
+            raise ConfigError(
+                f"require must be 'all', 'any' or 'primary', not {require!r}", variables=["STORAGE_REQUIRE"]
+            )
         self._providers = named
-        self.require: Literal["all", "any"] = require
+        self.require: RequireRule = require
+        self.journal_prefix = _journal.check_journal_prefix(journal_prefix)
         self.threshold = threshold
         self.chunk_size = chunk_size
         self.fanout_lag_s = fanout_lag_s
@@ -104,6 +113,7 @@ class Storage:
             require=settings.require,
             threshold=int(settings.multipart_threshold),
             chunk_size=int(settings.chunk_size),
+            journal_prefix=settings.journal_prefix,
         )
 
     @property
@@ -190,7 +200,22 @@ class Storage:
             duration_s=time.perf_counter() - began,
         )
         log.log_finished(len(report.succeeded), len(report.results))
-        return report
+        return await _journal.after_upload(self._providers, self.journal_prefix, report)
+
+    async def repair(
+        self,
+        prefix: str = "",
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        progress: RepairProgress | None = None,
+    ) -> RepairReport:
+        """Copy every missed copy under `prefix` from a provider that holds it to those that
+        lack it: the journal's pending records, then with `full=True` every key the providers'
+        listings disagree on. See `unistore._repair`."""
+        from ._repair import repair
+
+        return await repair(self, prefix, dry_run=dry_run, full=full, progress=progress)
 
     async def upload_file(
         self,

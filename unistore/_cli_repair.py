@@ -134,5 +134,27 @@ async def _from_env(args: argparse.Namespace) -> int:
         return await run(storage, args, sys.stdout, sys.stderr)
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc's `mallopt` parameter (malloc.h)."""
+
+
+def _return_freed_buffers_to_the_system() -> None:
+    """Serve every allocation of 1 MiB or more (the copies' buffers) with its own mmap, so that
+    freeing it gives the memory back at once. By default glibc raises this threshold to the
+    size of the largest block freed so far (up to 32 MiB), and later buffers below it come from
+    the heap, whose freed holes stay resident: measured here, 200 copies of 1-24 MiB under a
+    64 MiB budget then peaked 10-40 MiB higher. This command owns its process, so it may set it
+    (the library never does); a C library other than glibc is left alone."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(args: argparse.Namespace) -> int:
+    _return_freed_buffers_to_the_system()
     return asyncio.run(_from_env(args))

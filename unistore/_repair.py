@@ -19,8 +19,8 @@ Memory: a copy holds a grant of the process buffer budget (`STORAGE_MAX_BUFFER_B
 `unistore._budget`) for the bytes it buffers outside the provider's own accounting: a whole
 object at or below the target's single-put threshold (read into one buffer, stored by one put),
 or, for a larger one, the part being cut plus one read chunk, the parts in flight being granted
-by the provider's part driver as for any upload. Large copies run one at a time (they already
-overlap their parts), so their grants can never starve their own parts of budget.
+by the provider's part driver as for any upload. Large copies are admitted only while their
+grants leave a part's worth of budget (`_LargeGate`), so they can never starve their own parts.
 """
 
 from __future__ import annotations
@@ -333,30 +333,58 @@ async def _counted(chunks: AsyncIterator[bytes], key: str, counter: _Counter, se
         await _close(chunks)
 
 
-async def _whole(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The object as one chunk: a single put takes it without joining (one copy in memory)."""
-    buffer = io.BytesIO()
+async def _whole(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The object as one chunk, so a single put takes it without joining: one buffer of exactly
+    `size` bytes, filled in place (a growing buffer is moved as it grows, and each move leaves
+    a hole in the heap), handed over without a copy (`BytesIO.getvalue` of a full buffer)."""
+    buffer = io.BytesIO(bytes(size))  # calloc'd: pages become resident only as they are written
     try:
         async for chunk in chunks:
             buffer.write(chunk)
     finally:
         await _close(chunks)
+    written = buffer.tell()
+    buffer.truncate(written)
     data = buffer.getvalue()
     del buffer
     if data:
         yield data
 
 
-async def _copy_one(
-    storage: Storage, item: _Copy, counter: _Counter, report: RepairReport, large_lock: asyncio.Lock
-) -> None:
+class _LargeGate:
+    """Admits large copies while their grants leave at least one part of budget for the parts
+    they put in flight: a large copy waits for budget for its parts while holding its grant, so
+    grants that filled the budget would wait on each other for ever. One is always admitted."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def admit(self, grant: int, part: int, limit: int) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._held == 0 or self._held + grant + part <= limit)
+            self._held += grant
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._held -= grant
+                self._changed.notify_all()
+
+
+async def _copy_one(storage: Storage, item: _Copy, counter: _Counter, report: RepairReport, gate: _LargeGate) -> None:
     providers = storage.providers
     target = providers[item.target]
     threshold, part = _sizes(target, storage)
-    large = item.size > threshold
     budget = default_budget()
-    grant = item.size if not large else max(0, min(part + READ_CHUNK_ALLOWANCE, budget.limit - part))
-    async with large_lock if large else contextlib.nullcontext():
+    admitted: contextlib.AbstractAsyncContextManager[None]
+    if item.size <= threshold:
+        grant, admitted = item.size, contextlib.nullcontext()
+    else:
+        grant = max(0, min(part + READ_CHUNK_ALLOWANCE, budget.limit - part))
+        admitted = gate.admit(grant, part, budget.limit)
+    async with admitted:
         await budget.acquire(grant)
         try:
             await _copy_from_sources(providers, item, target, threshold, counter, report)
@@ -385,7 +413,7 @@ async def _copy_from_sources(
         chunks = _counted(source.iter_bytes(item.key), item.key, counter, seen)
         try:
             stored = await target.upload_stream(
-                _whole(chunks) if info.size <= threshold else chunks,
+                _whole(chunks, info.size) if info.size <= threshold else chunks,
                 item.key,
                 content_type=info.content_type,
                 metadata=info.metadata or None,
@@ -464,11 +492,11 @@ async def _execute(storage: Storage, plan: _Plan, report: RepairReport, progress
     items = list(plan.copies.values())
     counter = _Counter(sum(i.size for i in items), progress)
     slots = asyncio.Semaphore(COPY_CONCURRENCY)
-    large_lock = asyncio.Lock()
+    gate = _LargeGate()
 
     async def run(item: _Copy) -> None:
         async with slots:
-            await _copy_one(storage, item, counter, report, large_lock)
+            await _copy_one(storage, item, counter, report, gate)
 
     await asyncio.gather(*(run(i) for i in items))
 

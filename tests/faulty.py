@@ -25,6 +25,8 @@ class FaultyProvider:
         self.started = asyncio.Event()
         self.finished = asyncio.Event()
         self.calls: list[str] = []
+        self.fail_reads_with: BaseException | None = None
+        """Every read, head, exists, delete, list and presign raises this (a provider that is down)."""
 
     @property
     def name(self) -> str:
@@ -80,28 +82,43 @@ class FaultyProvider:
                 raise self._error()
             yield chunk
 
+    def _read(self, op: str) -> None:
+        self.calls.append(op)
+        if self.fail_reads_with is not None:
+            raise self.fail_reads_with
+
     async def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
+        self._read("download_file")
         return await self.inner.download_file(key, path)
 
     async def download_bytes(self, key: str) -> bytes:
+        self._read("download_bytes")
         return await self.inner.download_bytes(key)
 
-    def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
-        return self.inner.iter_bytes(key)
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        self._read("iter_bytes")
+        async for chunk in self.inner.iter_bytes(key):
+            yield chunk
 
     async def head(self, key: str) -> ObjectInfo:
+        self._read("head")
         return await self.inner.head(key)
 
     async def exists(self, key: str) -> bool:
+        self._read("exists")
         return await self.inner.exists(key)
 
     async def delete(self, key: str) -> None:
+        self._read("delete")
         await self.inner.delete(key)
 
-    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix)
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        self._read("list")
+        async for info in self.inner.list(prefix):
+            yield info
 
     async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str:
+        self._read("presigned_url")
         return await self.inner.presigned_url(key, expires_in, method)
 
     async def aclose(self) -> None:

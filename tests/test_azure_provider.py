@@ -211,8 +211,11 @@ async def test_missing_container(auth: str, make_azure_provider: MakeProvider) -
         with pytest.raises(ContainerNotFoundError) as caught:
             await attempt()
         assert caught.value.hint == "create the container first or check AZURE_STORAGE_CONTAINER_NAME"
+        assert "container 'no-such-container-here' does not exist in storage account 'devstoreaccount1'" in str(
+            caught.value
+        )
         assert not caught.value.transient
-    with pytest.raises(ContainerNotFoundError):
+    with pytest.raises(ContainerNotFoundError, match="container 'no-such-container-here' does not exist"):
         [i async for i in provider.list()]
 
 

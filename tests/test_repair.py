@@ -311,3 +311,15 @@ def test_repair_report_ok_and_json_shape() -> None:
     assert report.ok and set(report.to_dict()) >= {"copied", "conflicts", "failed", "pending", "ok"}
     report.pending.append("x")
     assert not report.ok
+
+
+async def test_storage_list_never_shows_the_journal() -> None:
+    a, b = memory("a"), memory("b")
+    await _missed(a, "rec/h.mp4", b"H" * 10)
+    assert journal_keys(a)
+    async with Storage([a, b]) as storage:
+        assert [o.key async for o in storage.list()] == ["rec/h.mp4"]
+        assert [o.key async for o in storage.list(".unistore/")] == []
+    with pytest.raises(ConfigError):
+        Storage([memory("c")], reserved_prefix=".internal/")  # the default journal is outside it
+    assert Storage([memory("d")], reserved_prefix=".internal/", journal_prefix=".internal/p/").journal_prefix

@@ -161,12 +161,25 @@ async def test_missing_bucket_is_container_not_found(
     with pytest.raises(ContainerNotFoundError) as caught:
         [info async for info in provider.list()]
     assert "AWS_RECORDING_STORAGE_BUCKET_NAME" in (caught.value.hint or "")
+    assert f"bucket {provider.bucket!r} does not exist at {s3_server.endpoint}" in str(caught.value)
     assert not caught.value.transient
-    with pytest.raises(ContainerNotFoundError):
+    with pytest.raises(ContainerNotFoundError, match=f"bucket {provider.bucket!r} does not exist"):
         await provider.download_bytes("k")
+    # HEAD answers carry no body: a missing bucket must not pass for a missing key
+    for probe in (provider.head, provider.exists):
+        with pytest.raises(ContainerNotFoundError, match=f"HeadBucket failed: bucket {provider.bucket!r}"):
+            await probe("k")
     if s3_server.kind != "seaweedfs":  # SeaweedFS creates a missing bucket on PutObject
         with pytest.raises(ContainerNotFoundError):
             await provider.upload_bytes(b"data", "k")
+
+
+async def test_a_missing_key_in_an_existing_bucket_is_not_found(make_s3_provider: Factory) -> None:
+    provider = make_s3_provider()
+    with pytest.raises(NotFoundError):
+        await provider.head("missing-key")
+    assert provider._bucket_seen, "the HeadBucket probe ran once and proved the bucket"
+    assert not await provider.exists("missing-key")
 
 
 @pytest.mark.parametrize("kind", ["crc32", "md5"])

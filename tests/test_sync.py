@@ -23,17 +23,18 @@ def test_sync_round_trip_from_many_threads(tmp_path: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             assert all(pool.map(work, range(40)))
         assert store.download_bytes("k/7", provider="local") == b"payload 7"
-        assert store.exists("k/3") and not store.exists("k/nope")
+        assert store.exists("k/3") == {"memory": True, "local": True}
+        assert store.exists("k/nope") == {"memory": False, "local": False}
         assert len(store.list("k/")) == 40
-        assert store.head("k/1").size == len(b"payload 1")
+        assert [info.size if info else None for info in store.head("k/1").values()] == [len(b"payload 1")] * 2
         src = tmp_path / "rec.bin"
         src.write_bytes(b"r" * 1000)
         assert store.upload_file(src, "rec.bin", delete_local=True).ok
         assert not src.exists()
         store.download_file("rec.bin", tmp_path / "back.bin")
         assert (tmp_path / "back.bin").read_bytes() == b"r" * 1000
-        store.delete("rec.bin")
-        assert not store.exists("rec.bin", provider="memory")
+        assert store.delete("rec.bin").ok
+        assert store.exists("rec.bin") == {"memory": False, "local": False}
     with pytest.raises(RuntimeError, match="closed"):
         store.upload_bytes(b"x", "late")
 

@@ -26,6 +26,7 @@ from ._errors import (
     UnistoreError,
 )
 from ._keys import InvalidKeyError
+from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
 from .providers._protocol import ObjectInfo, ProgressCallback, Provider
@@ -60,6 +61,7 @@ __all__ = [
     "FanOutError",
     "IntegrityError",
     "InvalidKeyError",
+    "ListedObject",
     "MissingDependencyError",
     "NotFoundError",
     "ObjectInfo",

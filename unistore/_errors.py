@@ -131,10 +131,19 @@ class IntegrityError(TransientError):
 
 
 class FanOutError(UnistoreError):
-    """Raised by `UploadReport.raise_for_failures()`; `errors` maps provider name -> error."""
+    """Raised by `UploadReport.raise_for_failures()`, and by the reads of `Storage` when no
+    provider could serve; `errors` maps provider name -> error. `operation` says what failed
+    (default "upload")."""
 
-    def __init__(self, errors: Mapping[str, BaseException], report: UploadReport | None = None):
+    def __init__(
+        self,
+        errors: Mapping[str, BaseException],
+        report: UploadReport | None = None,
+        *,
+        operation: str = "upload",
+    ):
         self.errors = dict(errors)
         self.report = report
+        self.operation = operation
         lines = "; ".join(f"{name}: {err}" for name, err in self.errors.items())
-        super().__init__(f"upload failed on {len(self.errors)} provider(s): {lines}")
+        super().__init__(f"{operation} failed on {len(self.errors)} provider(s): {lines}")

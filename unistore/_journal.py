@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigError, ProviderError
 from ._keys import check_key
 from ._logging import redact
+from ._reads import DEFAULT_RESERVED_PREFIX
 
 if TYPE_CHECKING:
     from ._report import UploadReport
@@ -37,21 +38,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("unistore")
 
-RESERVED_PREFIX = ".unistore/"
+RESERVED_PREFIX = DEFAULT_RESERVED_PREFIX
 """Keys under this prefix are unistore's own (the journal): never listed as recordings."""
 DEFAULT_JOURNAL_PREFIX = RESERVED_PREFIX + "pending/"
 RECORD_VERSION = 1
 MAX_ERROR_CHARS = 300
 
 
-def check_journal_prefix(prefix: str, variable: str = "STORAGE_JOURNAL_PREFIX") -> str:
+def check_journal_prefix(
+    prefix: str, reserved: str = RESERVED_PREFIX, variable: str = "STORAGE_JOURNAL_PREFIX"
+) -> str:
     """The journal lives under the reserved prefix (so listings hide it), ends with '/', and
     makes valid object keys."""
-    if not prefix.startswith(RESERVED_PREFIX) or not prefix.endswith("/") or prefix == RESERVED_PREFIX:
+    if not prefix.startswith(reserved) or not prefix.endswith("/") or prefix == reserved:
         raise ConfigError(
-            f"{variable}={prefix!r} must be a folder under {RESERVED_PREFIX!r} ending with '/', "
-            f"such as {DEFAULT_JOURNAL_PREFIX!r} (keys under {RESERVED_PREFIX!r} are never listed "
-            "as recordings)",
+            f"{variable}={prefix!r} must be a folder under {reserved!r} ending with '/', such as "
+            f"{reserved}pending/ (keys under {reserved!r} are never listed as recordings)",
             variables=[variable],
         )
     try:

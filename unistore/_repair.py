@@ -197,8 +197,7 @@ class _Plan:
 
 
 def _read_order(storage: Storage) -> list[str]:
-    order = [str(n) for n in getattr(storage, "read_order", ()) if n in storage.providers]
-    return order + [n for n in storage.providers if n not in order]
+    return list(storage.read_order)
 
 
 async def _head_all(providers: Mapping[str, Provider], key: str) -> dict[str, ObjectInfo | None | Exception]:
@@ -258,16 +257,18 @@ async def _plan_records(storage: Storage, prefix: str, plan: _Plan, report: Repa
                 plan.add(record.key, name, sources, size, journal_key)
 
 
-async def _listing(provider: Provider, prefix: str) -> dict[str, ObjectInfo]:
-    return {
-        info.key: info async for info in provider.list(prefix) if not info.key.startswith(_journal.RESERVED_PREFIX)
-    }
+async def _listing(provider: Provider, prefix: str, reserved: str) -> dict[str, ObjectInfo]:
+    """One provider's listing, whole (SeaweedFS does not list in byte order, so listings are
+    compared by key, not merged as sorted streams)."""
+    return {info.key: info async for info in provider.list(prefix) if not info.key.startswith(reserved)}
 
 
 async def _plan_full(storage: Storage, prefix: str, plan: _Plan, report: RepairReport) -> None:
     providers = storage.providers
     order = _read_order(storage)
-    answers = await asyncio.gather(*(_listing(p, prefix) for p in providers.values()), return_exceptions=True)
+    answers = await asyncio.gather(
+        *(_listing(p, prefix, storage.reserved_prefix) for p in providers.values()), return_exceptions=True
+    )
     listings: dict[str, dict[str, ObjectInfo]] = {}
     for name, answer in zip(providers, answers, strict=True):
         if isinstance(answer, BaseException):

@@ -29,9 +29,9 @@ class ProviderResult:
 
 @dataclass(frozen=True, slots=True)
 class UploadReport:
-    """Every provider's outcome for one upload. `ok` follows the `require` rule: `all`
-    providers succeeded, `any` one did, or the `primary` one did (the first of `results`, which
-    the fan-out fills in the order of `STORAGE_UPLOAD_MODE`).
+    """Every provider's outcome for one upload (or delete). `ok` follows the `require` rule:
+    `all` providers succeeded, `any` one did, or the `primary` one did (the first of `results`,
+    which the fan-out fills in the order of `STORAGE_UPLOAD_MODE`).
 
     `journal` is set when some providers stored the object and others did not: where the
     record of the missed copies was written (`unistore repair` reads it), or why it could not be.
@@ -41,6 +41,8 @@ class UploadReport:
     results: Mapping[str, ProviderResult]
     require: RequireRule = "all"
     duration_s: float = field(default=0.0)
+    operation: str = "upload"
+    """What the report is of: "upload", or "delete" / "head" for `Storage.delete` / `head`."""
     journal: JournalWrite | None = None
 
     @property
@@ -73,5 +75,5 @@ class UploadReport:
     def raise_for_failures(self) -> UploadReport:
         """Raise `FanOutError` (holding each failed provider's error) unless `ok`."""
         if not self.ok:
-            raise FanOutError(self.errors, self)
+            raise FanOutError(self.errors, self, operation=self.operation)
         return self

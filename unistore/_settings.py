@@ -492,6 +492,14 @@ class StorageSettings(_EnvSettings):
         validation_alias=AliasChoices("STORAGE_UPLOAD_MODE", "upload_mode"),
         description="`s3`, `azure`, `both`; also `local`, `memory`, `all` (s3+azure+local) or a comma list.",
     )
+    read_order: str | None = Field(
+        None,
+        validation_alias=AliasChoices("STORAGE_READ_ORDER", "read_order"),
+        description=(
+            "Comma list of providers that reads (downloads, presigned GETs) try first, e.g. "
+            "`azure,s3`; the others follow in `STORAGE_UPLOAD_MODE` order. Only selected providers."
+        ),
+    )
     require: RequirePolicy = Field(
         "all",
         validation_alias=AliasChoices("STORAGE_REQUIRE", "require"),
@@ -621,6 +629,7 @@ class StorageSettings(_EnvSettings):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds", variables=[name])
         providers = self.providers
+        self.read_providers  # noqa: B018 - refuses a name outside STORAGE_UPLOAD_MODE now
         if "s3" in providers:
             if self.s3 is None:
                 self.s3 = S3Settings()
@@ -636,6 +645,14 @@ class StorageSettings(_EnvSettings):
     def providers(self) -> tuple[str, ...]:
         """Provider names selected by `STORAGE_UPLOAD_MODE`, in order."""
         return parse_upload_mode(self.upload_mode)
+
+    @property
+    def read_providers(self) -> tuple[str, ...]:
+        """Every selected provider in the order reads try them (`STORAGE_READ_ORDER` first)."""
+        from ._reads import resolve_read_order
+
+        names = None if self.read_order is None else self.read_order.split(",")
+        return resolve_read_order(self.providers, names)
 
 
 def settings_table() -> str:

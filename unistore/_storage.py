@@ -24,6 +24,7 @@ from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._keys import check_key
 from ._multipart import MiB, PartLimits, PartSizer, read_range
+from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_order
 from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
@@ -67,6 +68,8 @@ class Storage:
         threshold: int = 16 * MiB,
         chunk_size: int = 8 * MiB,
         fanout_lag_s: float = FANOUT_LAG_S,
+        read_order: Sequence[str] | None = None,
+        reserved_prefix: str = DEFAULT_RESERVED_PREFIX,
         journal_prefix: str = _journal.DEFAULT_JOURNAL_PREFIX,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
@@ -86,10 +89,11 @@ class Storage:
             )
         self._providers = named
         self.require: RequireRule = require
-        self.journal_prefix = _journal.check_journal_prefix(journal_prefix)
+        self.journal_prefix = _journal.check_journal_prefix(journal_prefix, reserved_prefix)
         self.threshold = threshold
         self.chunk_size = chunk_size
         self.fanout_lag_s = fanout_lag_s
+        self._reader = Reader(named, resolve_read_order(list(named), read_order), reserved_prefix)
 
     # -- construction ------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class Storage:
             require=settings.require,
             threshold=int(settings.multipart_threshold),
             chunk_size=int(settings.chunk_size),
+            read_order=settings.read_providers,
             journal_prefix=settings.journal_prefix,
         )
 
@@ -370,6 +375,67 @@ class Storage:
                 "Kept local recording %s: upload failed on %s",
                 os.fspath(path), ", ".join(report.failed),
             )
+
+    # -- reads, deletes, listings, presigned URLs (across providers: `_reads.py`) ----------
+
+    @property
+    def read_order(self) -> tuple[str, ...]:
+        """Provider names in the order reads try them (`STORAGE_READ_ORDER`, then the rest of
+        `STORAGE_UPLOAD_MODE`)."""
+        return self._reader.read_order
+
+    @property
+    def reserved_prefix(self) -> str:
+        """Keys under this prefix are unistore's own (the repair journal); `list` hides them."""
+        return self._reader.reserved_prefix
+
+    async def download_file(
+        self, key: str, path: str | os.PathLike[str], *, provider: str | None = None
+    ) -> ObjectInfo:
+        """Download into `path` (written beside it, renamed when complete) from the first
+        provider in read order that holds `key`; `provider="s3"` pins one, without failover.
+        `NotFoundError` if no provider holds it, `FanOutError` if one could not answer."""
+        return await self._reader.download_file(key, path, provider=provider)
+
+    async def download_bytes(self, key: str, *, provider: str | None = None) -> bytes:
+        """The object's bytes, from the first provider that holds it (as `download_file`)."""
+        return await self._reader.download_bytes(key, provider=provider)
+
+    def iter_bytes(self, key: str, *, provider: str | None = None) -> AsyncGenerator[bytes, None]:
+        """The object's bytes in chunks, from the first provider that holds it; failover
+        happens only before the first chunk. Stopping early: `contextlib.aclosing()` releases
+        the response at once instead of when the generator is collected."""
+        return self._reader.iter_bytes(key, provider=provider)
+
+    async def locate(self, key: str) -> tuple[str, ObjectInfo]:
+        """The first provider in read order that holds `key`, and what it holds."""
+        return await self._reader.locate(key)
+
+    async def head(self, key: str) -> dict[str, ObjectInfo | None]:
+        """Every provider's info on `key` (None: it lacks the key); `FanOutError`, with every
+        provider's result in `.report`, when one cannot answer."""
+        return await self._reader.head(key)
+
+    async def exists(self, key: str) -> dict[str, bool]:
+        """Which providers hold `key` (raises like `head`)."""
+        return await self._reader.exists(key)
+
+    async def delete(self, key: str) -> UploadReport:
+        """Delete every copy at once; idempotent. The report is ok only when every provider
+        confirmed, and names where a copy remains otherwise."""
+        return await self._reader.delete(key)
+
+    async def presigned_url(
+        self, key: str, expires_in: int = 3600, method: str = "GET", *, provider: str | None = None
+    ) -> str:
+        """A URL for a plain HTTP GET (from the first provider that holds `key`) or PUT (from
+        the first that answers). It is a bearer credential: never log it."""
+        return await self._reader.presigned_url(key, expires_in, method, provider=provider)
+
+    def list(self, prefix: str = "", *, provider: str | None = None) -> AsyncGenerator[ListedObject, None]:
+        """One listing merged across providers, sorted by key: each `ListedObject` says which
+        providers hold the key. Keys under `reserved_prefix` are never listed."""
+        return self._reader.list(prefix, provider=provider)
 
 
 class StorageWriter:

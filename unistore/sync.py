@@ -8,16 +8,17 @@ belong to the loop that made them. Any number of threads may call it at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._reads import ListedObject
 from ._report import UploadReport
 from ._storage import Storage
-from .providers._protocol import ObjectInfo
+from .providers._protocol import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
     from ._settings import StorageSettings
@@ -69,50 +70,115 @@ class SyncStorage:
 
         return self._portal.call(run)
 
-    def upload_file(self, path: str | os.PathLike[str], key: str, **opts: Any) -> UploadReport:
-        report: UploadReport = self._call(self._storage.upload_file, path, key, **opts)
+    def upload_file(
+        self,
+        path: str | os.PathLike[str],
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        delete_local: bool = False,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        report: UploadReport = self._call(
+            self._storage.upload_file, path, key, content_type=content_type, metadata=metadata,
+            delete_local=delete_local, overwrite=overwrite, allow_empty=allow_empty, progress=progress,
+        )
         return report
 
-    def upload_bytes(self, data: bytes, key: str, **opts: Any) -> UploadReport:
-        report: UploadReport = self._call(self._storage.upload_bytes, data, key, **opts)
+    def upload_bytes(
+        self,
+        data: bytes,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool | None = None,
+        allow_empty: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        report: UploadReport = self._call(
+            self._storage.upload_bytes, data, key, content_type=content_type, metadata=metadata,
+            overwrite=overwrite, allow_empty=allow_empty, progress=progress,
+        )
         return report
 
-    def _provider(self, provider: str | None) -> Any:
-        if provider is None:
-            return next(iter(self._storage.providers.values()))
-        return self._storage.provider(provider)
+    # -- reads, deletes, listings, presigned URLs: see `Storage` for the failover rules ----
+
+    @property
+    def read_order(self) -> tuple[str, ...]:
+        return self._storage.read_order
+
+    @property
+    def reserved_prefix(self) -> str:
+        return self._storage.reserved_prefix
 
     def download_bytes(self, key: str, *, provider: str | None = None) -> bytes:
-        data: bytes = self._call(self._provider(provider).download_bytes, key)
+        data: bytes = self._call(self._storage.download_bytes, key, provider=provider)
         return data
 
     def download_file(self, key: str, path: str | os.PathLike[str], *, provider: str | None = None) -> ObjectInfo:
-        info: ObjectInfo = self._call(self._provider(provider).download_file, key, path)
+        info: ObjectInfo = self._call(self._storage.download_file, key, path, provider=provider)
         return info
 
-    def head(self, key: str, *, provider: str | None = None) -> ObjectInfo:
-        info: ObjectInfo = self._call(self._provider(provider).head, key)
-        return info
+    def iter_bytes(self, key: str, *, provider: str | None = None) -> Generator[bytes, None, None]:
+        """The object's chunks, each fetched on the portal's loop as the caller asks for it;
+        leaving the loop early (break, an exception) closes the download there."""
+        if self._closed:
+            raise RuntimeError("SyncStorage is closed")
+        chunks = self._storage.iter_bytes(key, provider=provider)
 
-    def exists(self, key: str, *, provider: str | None = None) -> bool:
-        return bool(self._call(self._provider(provider).exists, key))
+        async def step() -> bytes | None:
+            try:
+                return await anext(chunks)
+            except StopAsyncIteration:
+                return None
 
-    def delete(self, key: str, *, provider: str | None = None) -> None:
-        self._call(self._provider(provider).delete, key)
+        async def close() -> None:
+            await chunks.aclose()
 
-    def list(self, prefix: str = "", *, provider: str | None = None) -> list[ObjectInfo]:
-        source = self._provider(provider)
+        def generate() -> Generator[bytes, None, None]:
+            try:
+                while (chunk := self._call(step)) is not None:
+                    yield chunk
+            finally:
+                if not self._closed:
+                    self._call(close)
 
-        async def collect() -> list[ObjectInfo]:
-            return [info async for info in source.list(prefix)]
+        return generate()
 
-        result: list[ObjectInfo] = self._call(collect)
+    def locate(self, key: str) -> tuple[str, ObjectInfo]:
+        found: tuple[str, ObjectInfo] = self._call(self._storage.locate, key)
+        return found
+
+    def head(self, key: str) -> dict[str, ObjectInfo | None]:
+        infos: dict[str, ObjectInfo | None] = self._call(self._storage.head, key)
+        return infos
+
+    def exists(self, key: str) -> dict[str, bool]:
+        held: dict[str, bool] = self._call(self._storage.exists, key)
+        return held
+
+    def delete(self, key: str) -> UploadReport:
+        report: UploadReport = self._call(self._storage.delete, key)
+        return report
+
+    def list(self, prefix: str = "", *, provider: str | None = None) -> list[ListedObject]:
+        """The whole merged listing (`Storage.list`), collected on the portal's loop."""
+        storage = self._storage
+
+        async def collect() -> list[ListedObject]:
+            return [item async for item in storage.list(prefix, provider=provider)]
+
+        result: list[ListedObject] = self._call(collect)
         return result
 
     def presigned_url(
         self, key: str, expires_in: int = 3600, method: str = "GET", *, provider: str | None = None
     ) -> str:
-        url: str = self._call(self._provider(provider).presigned_url, key, expires_in, method)
+        url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
         return url
 
     def close(self) -> None:

@@ -596,6 +596,12 @@ class AzureBlobProvider(BaseProvider):
                 hint = _KEY_HINTS[self.auth_mode] if rule.hint == _AUTH else rule.hint
                 if rule.cls is AlreadyExistsError:
                     message = "an object already exists under this key and overwrite=False"
+                elif rule.cls is ContainerNotFoundError:
+                    account = self._service.account_name if self._service is not None else None
+                    gone = "is being deleted" if code == "ContainerBeingDeleted" else "does not exist"
+                    message = f"{op} failed: container {self.container!r} {gone}" + (
+                        f" in storage account {account!r}" if account else ""
+                    )
                 return rule.cls(message, provider=name, key=key, code=code, status=status, hint=hint)
             if status == 404:
                 return NotFoundError(message, provider=name, key=key, code=code, status=status)

@@ -274,6 +274,8 @@ class S3Provider(BaseProvider):
             )
         self._sdk, config_cls = _import_sdk()
         self.bucket = bucket
+        self._bucket_seen = False
+        """Set once an answer proved the bucket exists (see `head`)."""
         self.region = region
         self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
         self._access_key_id = access_key_id
@@ -523,6 +525,9 @@ class S3Provider(BaseProvider):
             if rule.error is NotFoundError and key is None:
                 rule = _Rule(ContainerNotFoundError, False, _HINT_BUCKET)
                 hint = _HINT_BUCKET
+            if rule.error is ContainerNotFoundError:
+                at = f"at {self.endpoint_url}" if self.endpoint_url else f"in region {self.region}"
+                message = f"{op} failed: bucket {self.bucket!r} does not exist {at}"
             return rule.error(message, provider=self.name, key=key, code=code, status=status, hint=hint)
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
             return AuthenticationError(
@@ -743,10 +748,25 @@ class S3Provider(BaseProvider):
         return await retry(once, self.transfer.retry, f"{op} of {key!r}" if key else op)
 
     async def head(self, key: str) -> ObjectInfo:
+        """A HEAD answer has no body, so a missing bucket and a missing key are the same bodiless
+        404: on the first 404, HeadBucket tells them apart (then the bucket is known to exist),
+        so that `exists()` never answers False for a bucket that is not there."""
         check_key(key)
-        response = await self._call(
-            key, "HeadObject", "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
-        )
+        try:
+            response = await self._call(
+                key, "HeadObject", "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
+            )
+        except NotFoundError as missing:
+            if not self._bucket_seen and missing.code == "404":
+                try:
+                    await self._call(None, "HeadBucket", "head_bucket", Bucket=self.bucket)
+                except ContainerNotFoundError:
+                    raise
+                except ProviderError:
+                    raise missing from None  # the probe proved nothing: keep the object's answer
+                self._bucket_seen = True
+            raise
+        self._bucket_seen = True
         return self._info(key, response)
 
     async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:

@@ -323,3 +323,14 @@ async def test_storage_list_never_shows_the_journal() -> None:
     with pytest.raises(ConfigError):
         Storage([memory("c")], reserved_prefix=".internal/")  # the default journal is outside it
     assert Storage([memory("d")], reserved_prefix=".internal/", journal_prefix=".internal/p/").journal_prefix
+
+
+def test_sync_storage_repairs_too() -> None:
+    from unistore.sync import SyncStorage
+
+    a, b = memory("a"), memory("b")
+    with SyncStorage(lambda: Storage([a, failing("b")], require="any")) as sync:
+        assert sync.upload_bytes(b"S" * 10, "rec/s.mp4").journal is not None
+    with SyncStorage(lambda: Storage([a, b])) as sync:
+        report = sync.repair(full=True)
+    assert report.ok and [c.key for c in report.copied] == ["rec/s.mp4"] and b.objects["rec/s.mp4"][0] == b"S" * 10

@@ -21,6 +21,7 @@ from ._storage import Storage
 from .providers._protocol import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
+    from ._repair import RepairProgress, RepairReport
     from ._settings import StorageSettings
 
 
@@ -180,6 +181,18 @@ class SyncStorage:
     ) -> str:
         url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
         return url
+
+    def repair(
+        self,
+        prefix: str = "",
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        progress: RepairProgress | None = None,
+    ) -> RepairReport:
+        """`Storage.repair`, blocking; `progress` is called on the portal's thread."""
+        report: RepairReport = self._call(self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress)
+        return report
 
     def close(self) -> None:
         if self._closed:

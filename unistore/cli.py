@@ -1,5 +1,9 @@
 """The `unistore` command line (`python -m unistore`). Heavy imports stay inside commands.
 
+- `unistore upload FILE`, `ls [PREFIX]`, `get KEY [DEST]`, `rm KEY`, `presign KEY`, `doctor`:
+  in `unistore/_cli_*.py`: `_cli_args` (parsers), `_cli_output` (text, JSON, tables),
+  `_cli_progress` (bars), `_cli_transfer` (upload, get), `_cli_objects` (ls, rm, presign),
+  `_cli_doctor`, `_cli_run` (storage from the environment, one-line errors, exit status).
 - `unistore config`: the configuration table (variables, meaning, default).
 - `unistore cleanup --older-than SECONDS [--provider NAME] [--prefix P]`: abort the incomplete
   multipart uploads that crashed or killed processes left behind (S3 bills their parts until
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -45,9 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload recordings to AWS S3, Azure Blob Storage, or both, as the environment says.",
     )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("config", help="print the configuration table (variables, meaning, default)")
+    from ._cli_args import add_commands, common_options
+
+    common = common_options()
+    add_commands(sub, common)
+    sub.add_parser("config", parents=[common], help="print the configuration table (variables, meaning, default)")
     cleanup = sub.add_parser(
         "cleanup",
+        parents=[common],
         help="abort incomplete multipart uploads left behind by crashed or killed processes",
         description=(
             "Abort the incomplete multipart uploads of the configured providers (the same "
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--prefix", default="", metavar="P", help="only keys that start with P")
     from . import _cli_repair
 
-    _cli_repair.add_parser(sub)
+    _cli_repair.add_parser(sub, common)
     return parser
 
 
@@ -85,11 +96,17 @@ async def cleanup(
     prefix: str = "",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    json_mode: bool = False,
 ) -> int:
     """Abort the incomplete uploads of `storage`'s providers (or of `providers`), printing each
-    one aborted; returns the exit status of `unistore cleanup`."""
+    one aborted (a JSON object per line with `json_mode`); returns the exit status of
+    `unistore cleanup`."""
     out = out or sys.stdout
     err = err or sys.stderr
+
+    def emit(text: str, **fields: object) -> None:
+        print(json.dumps(fields, default=str) if json_mode else text, file=out, flush=True)
+
     names = list(providers) if providers else list(storage.providers)
     unknown = [n for n in names if n not in storage.providers]
     if unknown:
@@ -106,12 +123,12 @@ async def cleanup(
         clean = getattr(provider, "cleanup_incomplete_uploads", None)
         if clean is None:
             note = AZURE_NOTE if name == "azure" else "no incomplete-upload cleanup for this provider"
-            print(f"{name}: {note}", file=out)
+            emit(f"{name}: {note}", provider=name, note=note)
             continue
 
         def report(key: str, started: datetime | None, name: str = name) -> None:
             since = f" (started {started.isoformat(timespec='seconds')})" if started else ""
-            print(f"{name}: aborted incomplete upload of {key!r}{since}", file=out, flush=True)
+            emit(f"{name}: aborted incomplete upload of {key!r}{since}", provider=name, aborted=key, started=started)
 
         try:
             count = await clean(older_than=older_than, prefix=prefix, on_abort=report)
@@ -119,11 +136,13 @@ async def cleanup(
             from ._logging import redact
 
             print(f"{name}: cleanup failed: {redact(str(exc))}", file=err)
+            if json_mode:
+                emit("", provider=name, error=redact(str(exc)))
             status = 1
             continue
-        print(
+        emit(
             f"{name}: aborted {count} incomplete upload(s) started more than {older_than:g}s ago{where}",
-            file=out,
+            provider=name, aborted_count=count, older_than_s=older_than, prefix=prefix,
         )
     return status
 
@@ -138,23 +157,45 @@ async def _cleanup_from_env(args: argparse.Namespace) -> int:
         print(f"unistore cleanup: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     async with storage:
-        return await cleanup(storage, older_than=args.older_than, providers=args.provider, prefix=args.prefix)
+        return await cleanup(
+            storage, older_than=args.older_than, providers=args.provider, prefix=args.prefix, json_mode=args.json
+        )
+
+
+def _table_rows(markdown: str) -> list[dict[str, str | None]]:
+    """The rows of `settings_table()`'s markdown (`| `NAME` | meaning | default |`) as objects."""
+    rows = []
+    for line in markdown.splitlines()[2:]:
+        name, rest = line.strip("| ").split(" | ", 1)
+        meaning, default = rest.rsplit(" | ", 1)
+        rows.append({"variable": name.strip("`"), "meaning": meaning, "default": None if default == "—" else default})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # the reader went away (`unistore ls | head`): nothing more to say, nothing to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "config":
         from ._settings import settings_table
 
-        print(settings_table())  # noqa: T201
+        table = settings_table()
+        print(json.dumps(_table_rows(table), indent=2) if args.json else table)  # noqa: T201
         return 0
     if args.command == "cleanup":
         return asyncio.run(_cleanup_from_env(args))
-    if args.command == "repair":
-        from . import _cli_repair
+    if args.command is not None:
+        from ._cli_run import run
 
-        return _cli_repair.main(args)
+        return run(args)
     parser.print_help()
     return 0
 

@@ -5,6 +5,7 @@ Azurite is in `tests/test_repair_servers.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -117,3 +118,27 @@ def test_the_plain_bar_without_rich() -> None:
 
     with _cli_repair.progress_bar(io.StringIO()) as none:  # not a terminal: no bar
         assert none is None
+
+
+async def test_ls_never_shows_the_journal(local_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A missed copy recorded in the local provider: `unistore ls` (merged, and pinned to the
+    provider) lists the recordings, never the record; `repair` then finds it."""
+    from tests.conftest import SMALL_TRANSFER
+    from tests.faulty import FaultyProvider
+    from unistore import Storage, TransientError
+    from unistore.providers import LocalProvider, MemoryProvider
+
+    bad = FaultyProvider(MemoryProvider(name="memory", transfer=SMALL_TRANSFER))
+    bad.fail_with = TransientError("down", provider="memory")
+    local = LocalProvider(local_env["STORAGE_LOCAL_ROOT"], transfer=SMALL_TRANSFER)
+    async with Storage([local, bad], require="any") as storage:
+        report = await storage.upload_bytes(b"c" * 100, "rec/c.bin")
+    assert report.journal is not None and report.journal.written == ("local",)
+    assert (Path(local_env["STORAGE_LOCAL_ROOT"]) / report.journal.journal_key).is_file()
+    for extra in ([], ["--provider", "local"]):
+        assert await asyncio.to_thread(cli.main, ["ls", "--json", *extra]) == 0
+        listed = capsys.readouterr().out
+        assert "rec/c.bin" in listed and ".unistore" not in listed, listed
+    assert await asyncio.to_thread(cli.main, ["repair", "--dry-run", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["pending"] == [report.journal.journal_key] and out["planned"][0]["key"] == "rec/c.bin"

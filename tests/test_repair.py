@@ -334,3 +334,36 @@ def test_sync_storage_repairs_too() -> None:
     with SyncStorage(lambda: Storage([a, b])) as sync:
         report = sync.repair(full=True)
     assert report.ok and [c.key for c in report.copied] == ["rec/s.mp4"] and b.objects["rec/s.mp4"][0] == b"S" * 10
+
+
+async def test_two_records_of_one_conflicting_key_make_one_conflict_and_both_stay() -> None:
+    a, b = memory("a"), memory("b")
+    await _missed(a, "rec/two.mp4", b"1" * 10)
+    await _missed(a, "rec/two.mp4", b"2" * 10)
+    await b.upload_bytes(b"3" * 11, "rec/two.mp4")
+    async with Storage([a, b]) as storage:
+        report = await storage.repair()
+    assert [c.key for c in report.conflicts] == ["rec/two.mp4"] and len(report.pending) == 2
+    assert b.objects["rec/two.mp4"][0] == b"3" * 11
+
+
+async def test_a_caller_cancelled_while_the_record_is_written_still_gets_it_written() -> None:
+    import asyncio
+
+    class SlowJournal(FaultyProvider):
+        async def upload_bytes(self, data: bytes, key: str, **opts: Any) -> ObjectInfo:
+            if key.startswith(".unistore/"):
+                self.calls.append("journal")
+                await asyncio.sleep(0.2)
+            return await super().upload_bytes(data, key, **opts)
+
+    a = SlowJournal(memory("a"))
+    storage = Storage([a, failing("b")], require="any")
+    task = asyncio.create_task(storage.upload_bytes(b"z" * 10, "rec/z.mp4"))
+    while "journal" not in a.calls:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.4)
+    assert len(journal_keys(a.inner)) == 1  # type: ignore[arg-type]

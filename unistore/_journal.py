@@ -189,12 +189,20 @@ async def write_record(providers: Sequence[Provider], record: PendingRecord) -> 
     return JournalWrite(record.journal_key, written, errors)
 
 
+_writing: set[asyncio.Future[JournalWrite]] = set()
+"""Record writes whose caller was cancelled: kept referenced until they finish."""
+
+
 async def after_upload(providers: Mapping[str, Provider], prefix: str, report: UploadReport) -> UploadReport:
-    """The fan-out's hook: record a partial success before the upload call returns."""
-    record = record_for(report, prefix)
+    """The fan-out's hook: record a partial success before the upload call returns. Shielded:
+    a caller cancelled now still gets its record written (in the background)."""
+    record = record_for(report, prefix) if report.operation == "upload" else None
     if record is None:
         return report
-    written = await write_record([providers[name] for name in record.held], record)
+    task = asyncio.ensure_future(write_record([providers[name] for name in record.held], record))
+    _writing.add(task)
+    task.add_done_callback(_writing.discard)
+    written = await asyncio.shield(task)
     return dataclasses.replace(report, journal=written)
 
 

@@ -99,7 +99,8 @@ class RepairReport:
     resolved: list[str] = field(default_factory=list)
     """Journal records removed: every copy they asked for is in place and verified."""
     dropped: list[str] = field(default_factory=list)
-    """Journal records removed because no provider holds their key any more (deleted)."""
+    """Journal records removed because no provider holds their key any more (deleted); in a dry
+    run, those that would be (they are still pending then)."""
     checked: int = 0
     """Keys compared across providers."""
 
@@ -247,7 +248,8 @@ async def _plan_records(storage: Storage, prefix: str, plan: _Plan, report: Repa
             continue
         reason = difference(present)
         if reason is not None:
-            report.conflicts.append(_conflict(record.key, reason, present))
+            if record.key not in {c.key for c in report.conflicts}:  # two attempts, one conflict
+                report.conflicts.append(_conflict(record.key, reason, present))
             plan.records[journal_key] = (holders, False)
             continue
         size = next(iter(present.values())).size

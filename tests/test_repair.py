@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +368,20 @@ async def test_a_caller_cancelled_while_the_record_is_written_still_gets_it_writ
         await task
     await asyncio.sleep(0.4)
     assert len(journal_keys(a.inner)) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [1000, 4 * MiB])  # the target's single put; with threshold 1 MiB, parts
+async def test_bytes_read_wrong_from_the_source_fail_the_copy_before_the_target_commits(size: int) -> None:
+    """The source vouches for one MD5 (of the whole object: a multipart source's digest of its
+    parts cannot be checked this way) but serves other bytes of the same size: the copy fails
+    with `SourceDigestMismatch` before the target commits (nothing appears there, whether it
+    stores by one put or in parts), and the record stays."""
+    a = memory("a")
+    b = MemoryProvider(name="b", transfer=replace(SMALL_TRANSFER, threshold=1 * MiB, chunk_size=1 * MiB))
+    await _missed(a, "rec/rot.mp4", b"good" * (size // 4))
+    data, info = a.objects["rec/rot.mp4"]
+    a.objects["rec/rot.mp4"] = (b"evil" * (size // 4), info)
+    async with Storage([a, b]) as storage:
+        report = await storage.repair()
+    assert not report.ok and [f.code for f in report.failed] == ["SourceDigestMismatch"]
+    assert "rec/rot.mp4" not in b.objects and not b.uploads and len(report.pending) == 1

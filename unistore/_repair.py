@@ -9,7 +9,9 @@ Two sources of work, in this order:
 
 Each missing copy is streamed from a provider that holds it to the one that lacks it
 (`iter_bytes` -> `upload_stream`) as a conditional create (`overwrite=False`): a copy that
-appeared meanwhile is left alone and compared instead. A copy counts only once `head` on the
+appeared meanwhile is left alone and compared instead. The bytes read are hashed with the
+whole-object digest the source reports, if any, and a mismatch aborts the upload before it
+commits. A copy counts only once `head` on the
 target shows the size, and the checksum where one is comparable; a record is removed only once
 every copy it asked for is in place. Two copies of one key with different bytes are a conflict:
 reported, never overwritten, and they keep the record (and the exit status) pending until a
@@ -29,14 +31,16 @@ import asyncio
 import contextlib
 import io
 import logging
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _journal
+from . import _integrity, _journal
 from ._budget import default_budget
 from ._errors import AlreadyExistsError, IntegrityError, NotFoundError, ProviderError
 from ._logging import redact
+from ._threads import run_in_part_thread
 from .providers._protocol import ObjectInfo, Provider
 
 if TYPE_CHECKING:
@@ -326,14 +330,73 @@ async def _close(chunks: AsyncIterator[bytes]) -> None:
         await aclose()
 
 
-async def _counted(chunks: AsyncIterator[bytes], key: str, counter: _Counter, seen: list[int]) -> AsyncIterator[bytes]:
+class _SourceDigest:
+    """The whole-object digest of the bytes read, of the kind the source vouches for (`md5:`,
+    `crc32:`, `crc64:`), so that bytes read wrong fail the copy before the target commits."""
+
+    def __init__(self, checksum: str | None) -> None:
+        kind = _kind(checksum)
+        self.expected = checksum if kind in WHOLE_OBJECT_KINDS else None
+        self.kind = kind
+        self._md5: Any = None
+        self._crc = 0
+        if kind == "md5":
+            import hashlib
+
+            self._md5 = hashlib.md5(usedforsecurity=False)
+        elif kind == "crc64" and not _integrity.crc64_available():
+            self.expected = None
+
+    def update(self, chunk: bytes) -> None:
+        """Runs in a part thread: hashlib and zlib release the GIL on large buffers."""
+        if self.expected is None:
+            return
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        elif self.kind == "crc32":
+            self._crc = zlib.crc32(chunk, self._crc)
+        else:
+            from awscrt.checksums import crc64nvme
+
+            self._crc = int(crc64nvme(chunk, self._crc))
+
+    def label(self) -> str | None:
+        if self.expected is None:
+            return None
+        if self._md5 is not None:
+            return f"md5:{self._md5.hexdigest()}"
+        if self.kind == "crc32":
+            return _integrity.label("crc32", self._crc.to_bytes(4, "big"))
+        return _integrity.label("crc64", self._crc.to_bytes(8, "little"))
+
+
+async def _counted(
+    chunks: AsyncIterator[bytes], key: str, counter: _Counter, seen: list[int], digest: _SourceDigest, source: str
+) -> AsyncIterator[bytes]:
+    """The source's chunks, counted and hashed as they pass; a digest that disagrees with the
+    source's own ends the stream with an error, so the upload aborts instead of committing."""
+    hashing: asyncio.Future[None] | None = None
     try:
         async for chunk in chunks:
             seen[0] += len(chunk)
             counter.add(key, len(chunk))
+            if digest.expected is not None:
+                # one chunk is hashed while the target takes it; the next waits for it (in order)
+                if hashing is not None:
+                    await hashing
+                hashing = asyncio.ensure_future(run_in_part_thread(digest.update, chunk))
             yield chunk
+        if hashing is not None:
+            await hashing
     finally:
         await _close(chunks)
+    if digest.expected is not None and digest.label() != digest.expected:
+        raise IntegrityError(
+            f"the bytes read from {source} do not match the checksum it reports ({digest.label()} read, "
+            f"{digest.expected} stored); nothing was copied",
+            provider=source, key=key, code="SourceDigestMismatch",
+            hint="run the repair again; if it persists, the source copy itself may be damaged",
+        )
 
 
 async def _whole(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
@@ -413,7 +476,7 @@ async def _copy_from_sources(
             report._fail(item.key, name, exc)
             continue
         seen = [0]
-        chunks = _counted(source.iter_bytes(item.key), item.key, counter, seen)
+        chunks = _counted(source.iter_bytes(item.key), item.key, counter, seen, _SourceDigest(info.checksum), name)
         try:
             stored = await target.upload_stream(
                 _whole(chunks, info.size) if info.size <= threshold else chunks,

@@ -25,6 +25,7 @@ from ._errors import (
     TransientError,
     UnistoreError,
 )
+from ._journal import JournalWrite
 from ._keys import InvalidKeyError
 from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
@@ -32,6 +33,7 @@ from ._storage import Storage, StorageWriter
 from .providers._protocol import ObjectInfo, ProgressCallback, Provider
 
 if TYPE_CHECKING:
+    from ._repair import RepairReport
     from ._settings import AzureSettings, S3Settings, StorageSettings
 
 __version__ = "0.1.0"
@@ -45,6 +47,10 @@ def __getattr__(name: str) -> object:
         from . import _settings
 
         return getattr(_settings, name)
+    if name == "RepairReport":  # repair's machinery loads with the first repair
+        from ._repair import RepairReport
+
+        return RepairReport
     raise AttributeError(f"module 'unistore' has no attribute {name!r}")
 
 
@@ -61,6 +67,7 @@ __all__ = [
     "FanOutError",
     "IntegrityError",
     "InvalidKeyError",
+    "JournalWrite",
     "ListedObject",
     "MissingDependencyError",
     "NotFoundError",
@@ -70,6 +77,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderResult",
+    "RepairReport",
     "S3Settings",
     "SourceError",
     "Storage",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -94,6 +93,8 @@ class PendingRecord:
     written_at: float = field(default_factory=time.time)
 
     def to_json(self) -> bytes:
+        import json  # loaded with the first missed copy, not with unistore
+
         body = {
             "version": RECORD_VERSION,
             "key": self.key,
@@ -106,6 +107,8 @@ class PendingRecord:
     @classmethod
     def from_json(cls, journal_key: str, data: bytes) -> PendingRecord:
         """Parse a record; `ValueError` names what is wrong with one that is not ours."""
+        import json
+
         try:
             body = json.loads(data)
             if not isinstance(body, dict) or body.get("version") != RECORD_VERSION:

@@ -51,6 +51,10 @@ def test_dry_run_json_and_exit_statuses(local_env: dict[str, str], capsys: pytes
         ("rec/a.bin", "local", "memory"), ("rec/b.bin", "local", "memory")
     ]
 
+    assert cli.main(["repair", "rec/", "--full", "--min-age", "600", "--json"]) == 0  # just written
+    out = json.loads(capsys.readouterr().out)
+    assert out["recent"] == ["rec/a.bin", "rec/b.bin"] and out["copied"] == []
+
     assert cli.main(["repair", "rec/", "--full"]) == 0
     text = capsys.readouterr().out
     assert "copied 'rec/a.bin' from local to memory (3.0 MiB)" in text

@@ -385,3 +385,16 @@ async def test_bytes_read_wrong_from_the_source_fail_the_copy_before_the_target_
         report = await storage.repair()
     assert not report.ok and [f.code for f in report.failed] == ["SourceDigestMismatch"]
     assert "rec/rot.mp4" not in b.objects and not b.uploads and len(report.pending) == 1
+
+
+async def test_min_age_leaves_keys_that_changed_recently_for_a_later_run() -> None:
+    """`full` with `min_age_s`: a key written just now in one provider may still be on its way to
+    the other (an upload in flight); it is listed as recent, not copied. Without it, copied."""
+    a, b = memory("a"), memory("b")
+    await a.upload_bytes(b"fresh" * 10, "rec/fresh.mp4")
+    async with Storage([a, b]) as storage:
+        report = await storage.repair(full=True, min_age_s=300)
+        assert report.ok and report.recent == ["rec/fresh.mp4"] and not report.copied and report.checked == 0
+        assert "rec/fresh.mp4" not in b.objects
+        report = await storage.repair(full=True)
+        assert [c.key for c in report.copied] == ["rec/fresh.mp4"] and not report.recent

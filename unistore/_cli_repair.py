@@ -11,6 +11,7 @@ record, or with `--dry-run` work to do), 2 bad arguments or environment (`_cli_r
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,6 +40,24 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     repair.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only keys that start with PREFIX")
     repair.add_argument("--dry-run", action="store_true", help="say what would be copied; change nothing")
     repair.add_argument("--full", action="store_true", help="also compare the providers' listings under PREFIX")
+    repair.add_argument(
+        "--min-age",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --full, leave alone keys changed less than SECONDS ago (an upload may still be "
+        "carrying them to the other providers; default 0)",
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds, 0 or more")
+    return seconds
 
 
 def _size(n: int) -> str:
@@ -51,6 +70,8 @@ def report_lines(report: RepairReport) -> Iterator[str]:
         yield f"{verb} {copy.key!r} from {copy.source} to {copy.target} ({_size(copy.size)})"
     for key in report.in_place:
         yield f"already in place: {key!r}"
+    for key in report.recent:
+        yield f"changed too recently, left for a later run: {key!r}"
     for conflict in report.conflicts:
         yield f"conflict {conflict.key!r}: {conflict.reason}; nothing overwritten"
     for failure in report.failed:
@@ -106,7 +127,9 @@ async def repair(storage: Storage, args: argparse.Namespace, output: Output) -> 
     """The `repair` command on `storage` (`_cli_run` builds it from the environment)."""
     _return_freed_buffers_to_the_system()
     with progress_bar(output.err) if not output.json_mode else _no_bar() as progress:
-        report = await storage.repair(args.prefix, dry_run=args.dry_run, full=args.full, progress=progress)
+        report = await storage.repair(
+            args.prefix, dry_run=args.dry_run, full=args.full, progress=progress, min_age_s=args.min_age
+        )
     if output.json_mode:
         output.document(report.to_dict())
     else:

@@ -34,6 +34,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import _integrity, _journal
@@ -107,6 +108,9 @@ class RepairReport:
     run, those that would be (they are still pending then)."""
     checked: int = 0
     """Keys compared across providers."""
+    recent: list[str] = field(default_factory=list)
+    """With `full` and `min_age_s`: keys left alone because a copy changed too recently (an
+    upload may still be carrying it to the other providers); the next run looks again."""
 
     @property
     def ok(self) -> bool:
@@ -120,6 +124,7 @@ class RepairReport:
             "ok": self.ok,
             "dry_run": self.dry_run,
             "checked": self.checked,
+            "recent": list(self.recent),
             "copied": [copy(c) for c in self.copied],
             "planned": [copy(c) for c in self.planned],
             "in_place": list(self.in_place),
@@ -269,7 +274,17 @@ async def _listing(provider: Provider, prefix: str, reserved: str) -> dict[str, 
     return {info.key: info async for info in provider.list(prefix) if not info.key.startswith(reserved)}
 
 
-async def _plan_full(storage: Storage, prefix: str, plan: _Plan, report: RepairReport) -> None:
+def _changed_since(copies: Mapping[str, ObjectInfo], cutoff: datetime) -> bool:
+    return any(info.last_modified is not None and _aware(info.last_modified) > cutoff for info in copies.values())
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _plan_full(
+    storage: Storage, prefix: str, plan: _Plan, report: RepairReport, min_age_s: float = 0.0
+) -> None:
     providers = storage.providers
     order = _read_order(storage)
     answers = await asyncio.gather(
@@ -284,11 +299,15 @@ async def _plan_full(storage: Storage, prefix: str, plan: _Plan, report: RepairR
         else:
             listings[name] = answer
     keys = sorted({key for listing in listings.values() for key in listing})
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_s)
     for key in keys:
         if key in plan.keys:
             continue  # a pending record covers it
-        report.checked += 1
         present = {n: listings[n][key] for n in order if n in listings and key in listings[n]}
+        if min_age_s > 0 and _changed_since(present, cutoff):
+            report.recent.append(key)
+            continue
+        report.checked += 1
         reason = difference(present)
         if reason is not None:
             report.conflicts.append(_conflict(key, reason, present))
@@ -590,12 +609,13 @@ async def repair(
     dry_run: bool = False,
     full: bool = False,
     progress: RepairProgress | None = None,
+    min_age_s: float = 0.0,
 ) -> RepairReport:
     report = RepairReport(dry_run=dry_run)
     plan = _Plan()
     await _plan_records(storage, prefix, plan, report)
     if full:
-        await _plan_full(storage, prefix, plan, report)
+        await _plan_full(storage, prefix, plan, report, min_age_s)
     if dry_run:
         report.planned = [Copied(i.key, i.sources[0], i.target, i.size) for i in plan.copies.values()]
         report.pending = list(plan.records)

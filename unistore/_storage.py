@@ -214,13 +214,15 @@ class Storage:
         dry_run: bool = False,
         full: bool = False,
         progress: RepairProgress | None = None,
+        min_age_s: float = 0.0,
     ) -> RepairReport:
         """Copy every missed copy under `prefix` from a provider that holds it to those that
         lack it: the journal's pending records, then with `full=True` every key the providers'
-        listings disagree on. See `unistore._repair`."""
+        listings disagree on (but those changed less than `min_age_s` ago, which an upload may
+        still be carrying to the others). See `unistore._repair`."""
         from ._repair import repair
 
-        return await repair(self, prefix, dry_run=dry_run, full=full, progress=progress)
+        return await repair(self, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s)
 
     async def upload_file(
         self,

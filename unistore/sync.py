@@ -189,9 +189,12 @@ class SyncStorage:
         dry_run: bool = False,
         full: bool = False,
         progress: RepairProgress | None = None,
+        min_age_s: float = 0.0,
     ) -> RepairReport:
         """`Storage.repair`, blocking; `progress` is called on the portal's thread."""
-        report: RepairReport = self._call(self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress)
+        report: RepairReport = self._call(
+            self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s
+        )
         return report
 
     def close(self) -> None:

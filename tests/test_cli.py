@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests import servers
-from tests.clirun import QUICK_FAILURE, dead_endpoint, run_cli, run_cli_bytes
+from tests.clirun import QUICK_FAILURE, SMALL_PARTS, child_env, dead_endpoint, run_cli, run_cli_bytes, unistore_argv
 from tests.conftest import unique_name
 
 pytestmark = pytest.mark.servers
@@ -243,3 +244,33 @@ def test_bad_arguments_and_unknown_provider_are_one_line(both_env: dict[str, str
     as_json = json.loads(run_cli("rm", "k", "--provider", "gcs", "--json", env=both_env).stdout)
     assert as_json["ok"] is False and as_json["error"]["type"] == "ConfigError"
     assert as_json["error"]["variables"] == ["STORAGE_UPLOAD_MODE"]
+
+
+def test_upload_from_stdin_streams_to_both(
+    both_env: dict[str, str],
+    s3_server: servers.S3Server,
+    s3_bucket: str,
+    azurite: servers.AzuriteServer,
+    container: str,
+) -> None:
+    """`upload - --key K` streams stdin (as `ffmpeg ... - | unistore upload -` would) in parts
+    to both providers; an empty stdin is refused (nothing written), and `-` needs --key."""
+    data = os.urandom(12 * 1024 * 1024 + 123)
+    done = subprocess.run(
+        unistore_argv("upload", "-", "--key", "rec/live.webm", "--content-type", "video/webm"),
+        input=data, env=child_env({**both_env, **SMALL_PARTS}), capture_output=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"uploaded 'rec/live.webm' to 2 of 2 providers" in done.stdout
+    assert on_s3(s3_server, s3_bucket, "rec/live.webm") == data
+    assert on_azure(azurite, container, "rec/live.webm") == data
+
+    empty = subprocess.run(
+        unistore_argv("upload", "-", "--key", "rec/empty.webm"),
+        input=b"", env=child_env(both_env), capture_output=True, timeout=120, check=False,
+    )
+    assert empty.returncode == 1 and empty.stdout == b"", empty.stdout
+    assert empty.stderr.startswith(b"unistore upload: source for 'rec/empty.webm' is empty (0 bytes)")
+    assert on_s3(s3_server, s3_bucket, "rec/empty.webm") is None
+    unnamed = run_cli("upload", "-", env=both_env)
+    assert unnamed.returncode == 2 and "--key" in unnamed.stderr

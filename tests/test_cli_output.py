@@ -162,3 +162,20 @@ def test_config_and_cleanup_take_json_too(clean_env: pytest.MonkeyPatch, capsys:
     assert json.loads(capsys.readouterr().out) == {
         "provider": "memory", "note": "no incomplete-upload cleanup for this provider"
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["upload"], "unistore upload: the following arguments are required: FILE (see unistore upload --help)"),
+        (["presign", "k", "--expires", "0"], "unistore presign: argument --expires: '0' must be above 0 seconds "
+         "(see unistore presign --help)"),
+        (["doctor", "--timeout", "soon"], "unistore doctor: argument --timeout: 'soon' is not a number of seconds "
+         "(see unistore doctor --help)"),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == line + "\n"

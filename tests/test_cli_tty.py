@@ -15,6 +15,7 @@ import pytest
 from tests import servers
 from tests.clirun import REPO, SMALL_PARTS, child_env, run_cli
 from tests.conftest import unique_name
+from tests.faultproxy import ThreadedFaultProxy
 
 pytestmark = pytest.mark.servers
 
@@ -34,9 +35,14 @@ WITHOUT_RICH = (
 
 
 @pytest.fixture
-def env(s3_server: servers.S3Server, s3_bucket: str, azurite: servers.AzuriteServer) -> dict[str, str]:
-    container = unique_name("tty")
-    azurite.create_container(container)
+def container(azurite: servers.AzuriteServer) -> str:
+    name = unique_name("tty")
+    azurite.create_container(name)
+    return name
+
+
+@pytest.fixture
+def env(s3_server: servers.S3Server, s3_bucket: str, azurite: servers.AzuriteServer, container: str) -> dict[str, str]:
     return {"STORAGE_UPLOAD_MODE": "both", **s3_server.env(s3_bucket), **azurite.env(container), **SMALL_PARTS}
 
 
@@ -47,14 +53,20 @@ def big(tmp_path: Path) -> Path:
     return path
 
 
-def on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run on a 120x30 pseudo-terminal; (exit status, everything it wrote there)."""
+def spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn:
+    """`python ARGS` on a 120x30 pseudo-terminal."""
     terminal_env = child_env({**env, "TERM": "xterm-256color"})
     terminal_env.pop("NO_COLOR", None)
     terminal_env.pop("COLUMNS", None)
-    child = pexpect.spawn(
-        sys.executable, args, env=terminal_env, cwd=str(REPO), dimensions=(30, 120), timeout=120, encoding="utf-8"
+    return pexpect.spawn(
+        sys.executable, args, env=terminal_env, cwd=str(REPO), dimensions=(30, 120), timeout=120, encoding="utf-8",
+        codec_errors="replace",
     )
+
+
+def on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run on a pseudo-terminal; (exit status, everything it wrote there)."""
+    child = spawn(args, env)
     child.expect(pexpect.EOF)
     screen: str = child.before
     child.close()
@@ -90,3 +102,38 @@ def test_without_rich_a_terminal_gets_plain_lines(env: dict[str, str], big: Path
     assert BAR not in screen and ANSI not in screen
     assert {name for name, _ in PLAIN_PROGRESS.findall(screen.replace("\r\n", "\n"))} == {"s3", "azure"}, screen
     assert "uploaded 'rec/plain.bin' to 2 of 2 providers" in screen
+
+
+def test_ctrl_c_mid_upload_aborts_everywhere_and_exits_130(
+    env: dict[str, str],
+    tmp_path: Path,
+    s3_server: servers.S3Server,
+    s3_bucket: str,
+    azurite: servers.AzuriteServer,
+    container: str,
+) -> None:
+    """Ctrl-C once S3 has parts in, while S3 answers slowly (the fault proxy delays every chunk
+    by 1.5 s, so its abort takes longer than the library's 2 s grace for a cancelled upload):
+    no object on either service, no incomplete multipart upload left on S3 (the CLI waits for
+    the background abort that asyncio.run would otherwise cancel at shutdown), exit 130."""
+    source = tmp_path / "long.bin"
+    source.write_bytes(os.urandom(160 * 1024 * 1024))
+    proxy = ThreadedFaultProxy.for_url(s3_server.endpoint, seed=17)
+    proxy.start()
+    try:
+        slow_env = {**env, "AWS_ENDPOINT_URL": proxy.proxied_url(s3_server.endpoint)}
+        child = spawn(["-m", "unistore", "upload", str(source), "--key", "rec/interrupted.bin"], slow_env)
+        child.expect(r"s3 .*?[1-9][0-9]*\.[0-9]/160\.0 MiB")  # a part is in: the upload is under way
+        proxy.latency_s = 1.5
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        proxy.stop()
+    assert child.exitstatus == 130, child.before
+    status, _, body = s3_server.request("GET", f"/{s3_bucket}", query={"uploads": ""})
+    assert status == 200 and b"<Upload>" not in body, body
+    assert s3_server.request("GET", f"/{s3_bucket}/rec/interrupted.bin")[0] == 404
+    assert azurite.request("GET", f"/{container}/rec/interrupted.bin")[0] == 404
+    assert "unistore upload: interrupted; aborting 1 incomplete upload(s)" in child.before, child.before
+    assert "Traceback" not in child.before

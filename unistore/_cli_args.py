@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 COMMANDS = ("upload", "ls", "get", "rm", "presign", "doctor")
 DEFAULT_DOCTOR_TIMEOUT_S = 10.0
+P = TypeVar("P", bound=argparse.ArgumentParser)
 
 
 def positive_seconds(value: str) -> float:
@@ -31,9 +32,10 @@ def expiry_seconds(value: str) -> int:
     return seconds
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Options every command takes (a parent parser, so they go after the command's name)."""
-    common = argparse.ArgumentParser(add_help=False)
+def common_options(parser_class: type[P]) -> P:
+    """Options every command takes (a parent parser, so they go after the command's name), of
+    the class of the `unistore` parser."""
+    common = parser_class(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output (JSON; JSON lines for ls)")
     common.add_argument(
         "-v", "--verbose", action="store_true", help="also print the library's INFO log lines on stderr"
@@ -54,7 +56,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Upload FILE to every configured provider at once, with one progress bar per "
         "provider on a terminal. Exit status 0 only when the upload report is ok (STORAGE_REQUIRE).",
     )
-    upload.add_argument("file", metavar="FILE")
+    upload.add_argument("file", metavar="FILE", help="the recording; '-' reads it from stdin (with --key)")
     upload.add_argument("--key", metavar="K", help="object key (default: the file's name)")
     upload.add_argument("--content-type", metavar="T", help="default: guessed from the file's name")
     upload.add_argument(

@@ -41,6 +41,8 @@ T = TypeVar("T")
 
 PROBE_PREFIX = "doctor/"
 PROVIDER_CHECKS = ("credentials", "bucket", "write", "read", "delete")
+TIMEOUT_FIX = "check the endpoint and the network path to it, or raise --timeout"
+"""The one fix written here: a check that timed out has no error, hence no error class's hint."""
 
 
 @dataclass
@@ -112,8 +114,7 @@ class ProviderDoctor:
             value = await _bounded(self.timeout, action)
         except _TimedOut as exc:
             self.timed_out = True
-            self.add(check, "fail", str(exc), "check the endpoint and the network path to it, or raise --timeout",
-                     time.perf_counter() - began)
+            self.add(check, "fail", str(exc), TIMEOUT_FIX, time.perf_counter() - began)
             return False
         except Exception as exc:  # a doctor reports every failure, whatever raised it
             self.add(check, "fail", *error_parts(exc), seconds=time.perf_counter() - began)
@@ -126,7 +127,7 @@ class ProviderDoctor:
             if await self.access():
                 await self.round_trip()
         finally:
-            with contextlib.suppress(Exception, _TimedOut):
+            with contextlib.suppress(Exception):  # closing is not a check; _TimedOut included
                 await _bounded(self.timeout, self.provider.aclose)
         return self.checks
 
@@ -149,8 +150,7 @@ class ProviderDoctor:
             await _bounded(self.timeout, self._list_one)
         except _TimedOut as exc:
             self.timed_out = True
-            self.add("credentials", "fail", str(exc), "check the endpoint and the network path to it, or raise "
-                     "--timeout", time.perf_counter() - began)
+            self.add("credentials", "fail", str(exc), TIMEOUT_FIX, time.perf_counter() - began)
             self.skip_rest("not checked: no answer from the service")
             return False
         except AuthenticationError as exc:
@@ -242,7 +242,8 @@ _STYLES = {"pass": "green", "fail": "bold red", "skip": "dim"}
 def render(checks: list[Check], output: Output, timeout: float) -> None:
     failed = [c for c in checks if c.status == "fail"]
     if output.json_mode:
-        output.document({"ok": not failed, "timeout_s": timeout, "checks": [asdict(c) for c in checks]})
+        shapes = [{**asdict(c), "seconds": None if c.seconds is None else round(c.seconds, 3)} for c in checks]
+        output.document({"ok": not failed, "timeout_s": timeout, "checks": shapes})
         return
     rows = [
         (c.target, c.check, c.status.upper() if c.status == "fail" else c.status,

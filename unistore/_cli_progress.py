@@ -62,7 +62,7 @@ class ProgressLines(UploadProgress):
 class ProgressBars(UploadProgress):
     """One rich bar per provider, left on screen when the upload ends."""
 
-    def __init__(self, console: Console, names: Sequence[str], total: int) -> None:
+    def __init__(self, console: Console, names: Sequence[str], total: int | None) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -107,8 +107,9 @@ class ProgressBars(UploadProgress):
         if task is None:
             return
         if ok:
-            total = self._task(task).total
-            self.bars.update(task, completed=total, status="[green]done")
+            state = self._task(task)
+            self.bars.update(task, total=state.total or state.completed, completed=state.total or state.completed,
+                             status="[green]done")
         else:
             self.bars.update(task, status="[red]failed")
 
@@ -116,7 +117,7 @@ class ProgressBars(UploadProgress):
         self.bars.stop()
 
 
-def upload_progress(output: Output, names: Sequence[str], total: int) -> UploadProgress:
+def upload_progress(output: Output, names: Sequence[str], total: int | None) -> UploadProgress:
     """Bars on a terminal with rich, lines otherwise, nothing with `--json`."""
     if output.json_mode:
         return UploadProgress()

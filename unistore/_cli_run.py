@@ -46,13 +46,24 @@ def library_logs(verbose: bool) -> None:
     if verbose:
         for old in [h for h in logger.handlers if h.get_name() == "unistore-cli"]:
             logger.removeHandler(old)
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(_CurrentStderr())
         handler.set_name("unistore-cli")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     elif not logger.handlers:
         logger.addHandler(logging.NullHandler())
+
+
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written: while rich draws its bars it swaps in a
+    proxy that prints above them, and a handler holding the original stream would tear them."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def failure_status(exc: BaseException) -> int:
@@ -63,7 +74,26 @@ async def _on_storage(command: Command, args: argparse.Namespace, output: Output
     from ._storage import Storage
 
     async with Storage.from_env() as storage:
-        return await command(storage, args, output)
+        try:
+            return await command(storage, args, output)
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task first
+            await _let_aborts_finish(args.command, output)
+            raise
+
+
+async def _let_aborts_finish(command: str, output: Output) -> None:
+    """A cancelled multipart upload aborts itself in a background task (`_multipart._abort`)
+    once its short grace is over; asyncio.run would cancel that task at shutdown and leave the
+    parts on S3, billed. Wait for those aborts (bounded) while the storage's clients are open."""
+    from . import _multipart
+
+    pending = set(_multipart._background)
+    if pending:
+        output.error(
+            f"unistore {command}: interrupted; aborting {len(pending)} incomplete upload(s) "
+            "(Ctrl-C again leaves them to `unistore cleanup`)"
+        )
+        await asyncio.wait(pending, timeout=_multipart.ABORT_TIMEOUT_S)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._cli_output import Output, human_size, info_json, one_line, report_json
 from ._cli_progress import upload_progress
-from ._errors import ConfigError, UnistoreError
+from ._errors import ConfigError, SourceError, UnistoreError
 
 if TYPE_CHECKING:
     from ._storage import Storage
 
 
+STDIN = "-"
+
+
 async def upload(storage: Storage, args: argparse.Namespace, output: Output) -> int:
-    """Upload a file to every provider; 0 only when the report is ok (STORAGE_REQUIRE)."""
+    """Upload a file (or stdin, `-`) to every provider; 0 only when the report is ok
+    (STORAGE_REQUIRE)."""
+    from_stdin = args.file == STDIN
+    if from_stdin and not args.key:
+        raise ConfigError("upload - reads the recording from stdin: name its key with --key")
+    if from_stdin and args.delete_local:
+        raise ConfigError("--delete-local deletes a FILE once stored: there is none with stdin (-)")
     path = Path(args.file)
     key: str = args.key or path.name
-    size = await asyncio.to_thread(_size_or_zero, path)
+    size = None if from_stdin else await asyncio.to_thread(_size_or_zero, path)
+    options: dict[str, Any] = {"content_type": args.content_type, "overwrite": False if args.no_overwrite else None}
     with upload_progress(output, list(storage.providers), size) as progress:
-        report = await storage.upload_file(
-            path,
-            key,
-            content_type=args.content_type,
-            delete_local=args.delete_local,
-            overwrite=False if args.no_overwrite else None,
-            progress=progress,
-        )
+        if from_stdin:
+            chunks = stdin_chunks(storage.chunk_size)
+            report = await storage.upload_stream(chunks, key, progress=progress, **options)
+        else:
+            report = await storage.upload_file(path, key, delete_local=args.delete_local, progress=progress, **options)
         for name, result in report.results.items():
             progress.finish(name, result.ok)
     local_deleted = args.delete_local and not await asyncio.to_thread(path.exists)
@@ -108,3 +118,34 @@ async def get(storage: Storage, args: argparse.Namespace, output: Output) -> int
         source = f" from {served_by}" if served_by else ""
         output.line(f"downloaded {key!r}{source} ({human_size(info.size)}) to {os.fspath(path)!r}")
     return 0
+
+
+async def stdin_chunks(size: int) -> AsyncIterator[bytes]:
+    """stdin in chunks of `size` bytes, read by a daemon thread: a read blocked on a pipe cannot
+    be cancelled, and a daemon thread does not hold the process at exit (a worker thread of
+    asyncio's default executor would, until the writer closes the pipe)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=2)  # bounded: backpressure
+
+    def read() -> None:
+        stream = sys.stdin.buffer
+        while True:
+            try:
+                data: bytes | BaseException = stream.read(size)
+            except OSError as exc:
+                data = exc
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                return  # the loop is gone or shutting down
+            if not data or isinstance(data, BaseException):
+                return
+
+    threading.Thread(target=read, name="unistore-stdin", daemon=True).start()
+    while True:
+        item = await queue.get()
+        if isinstance(item, BaseException):
+            raise SourceError(f"reading stdin failed: {item}")
+        if not item:
+            return
+        yield item

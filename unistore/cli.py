@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
@@ -45,15 +46,23 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (what is wrong, where the help is), not the usage
+    block first: the line is what an operator or a probe's log shows."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="unistore",
         description="Upload recordings to AWS S3, Azure Blob Storage, or both, as the environment says.",
     )
     sub = parser.add_subparsers(dest="command")
     from ._cli_args import add_commands, common_options
 
-    common = common_options()
+    common = common_options(_Parser)
     add_commands(sub, common)
     sub.add_parser("config", parents=[common], help="print the configuration table (variables, meaning, default)")
     cleanup = sub.add_parser(

@@ -260,7 +260,7 @@ CASES: list[Case] = [
          lambda c: _writer(c, "rec/./a.mp4"), via_storage=True),
     case("key-trailing-slash-memory", InvalidKeyError, "leading, trailing or doubled '/'",
          lambda c: c.memory.upload_bytes(PAYLOAD, "rec/")),
-    case("key-reserved-local-prefix", InvalidKeyError, "reserved prefix '.unistore'",
+    case("key-reserved-local-prefix", InvalidKeyError, "local provider's own folders",
          lambda c: c.local.upload_bytes(PAYLOAD, ".unistore/meta/x.json")),
     case("key-backslash-escape-local", InvalidKeyError, "not usable by the local provider",
          lambda c: c.local.upload_bytes(PAYLOAD, "..\\outside.mp4")),
@@ -312,7 +312,7 @@ CASES: list[Case] = [
     case("storage-no-providers", ConfigError, "at least one provider", lambda c: Storage([])),
     case("storage-unknown-provider", ConfigError, "add it to STORAGE_UPLOAD_MODE",
          lambda c: c.storage.provider("gcs")),
-    case("storage-bad-require", ConfigError, "require must be 'all' or 'any'",
+    case("storage-bad-require", ConfigError, "require must be 'all', 'any' or 'primary'",
          lambda c: Storage([c.memory], require="most")),  # type: ignore[arg-type]
     case("settings-bad-require-kwarg", ConfigError, "STORAGE_REQUIRE",
          lambda c: StorageSettings(upload_mode="memory", require="some")),

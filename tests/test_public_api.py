@@ -13,7 +13,7 @@ DESIGN_NAMES = [
     "StorageSettings", "S3Settings", "AzureSettings", "Storage", "UploadReport", "ProviderResult", "ObjectInfo",
     "Provider", "UnistoreError", "ConfigError", "MissingDependencyError", "ProviderError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "ContainerNotFoundError", "AlreadyExistsError", "TransientError",
-    "FanOutError", "ListedObject",
+    "FanOutError", "ListedObject", "RepairReport", "JournalWrite",
 ]
 
 

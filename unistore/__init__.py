@@ -26,6 +26,7 @@ from ._errors import (
     TransientError,
     UnistoreError,
 )
+from ._journal import JournalWrite
 from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
@@ -33,6 +34,7 @@ from ._types import ObjectInfo, PartLimits, ProgressCallback, ProviderInfo
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
+    from ._repair import RepairReport
     from ._settings import AzureSettings, S3Settings, StorageSettings
 
 __version__ = "0.1.0"
@@ -46,6 +48,10 @@ def __getattr__(name: str) -> object:
         from . import _settings
 
         return getattr(_settings, name)
+    if name == "RepairReport":  # repair's machinery loads with the first repair
+        from ._repair import RepairReport
+
+        return RepairReport
     raise AttributeError(f"module 'unistore' has no attribute {name!r}")
 
 
@@ -62,6 +68,7 @@ __all__ = [
     "FanOutError",
     "IntegrityError",
     "InvalidKeyError",
+    "JournalWrite",
     "ListedObject",
     "MissingDependencyError",
     "NotFoundError",
@@ -73,6 +80,7 @@ __all__ = [
     "ProviderInfo",
     "ProviderError",
     "ProviderResult",
+    "RepairReport",
     "S3Settings",
     "SourceError",
     "Storage",

@@ -30,6 +30,7 @@ _COMMANDS = {
     "ls": ("_cli_objects", "ls"),
     "rm": ("_cli_objects", "rm"),
     "presign": ("_cli_objects", "presign"),
+    "repair": ("_cli_repair", "repair"),
 }
 """Command name -> (module of this package, coroutine function) for the commands on a `Storage`."""
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import FanOutError
 from ._types import ObjectInfo
+
+if TYPE_CHECKING:
+    from ._journal import JournalWrite
+
+RequireRule = Literal["all", "any", "primary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +30,20 @@ class ProviderResult:
 @dataclass(frozen=True, slots=True)
 class UploadReport:
     """Every provider's outcome for one upload (or delete). `ok` follows the `require` rule:
-    `all` providers succeeded, or `any` one did."""
+    `all` providers succeeded, `any` one did, or the `primary` one did (the first of `results`,
+    which the fan-out fills in the order of `STORAGE_UPLOAD_MODE`).
+
+    `journal` is set when some providers stored the object and others did not: where the
+    record of the missed copies was written (`unistore repair` reads it), or why it could not be.
+    """
 
     key: str
     results: Mapping[str, ProviderResult]
-    require: Literal["all", "any"] = "all"
+    require: RequireRule = "all"
     duration_s: float = field(default=0.0)
     operation: str = "upload"
     """What the report is of: "upload", or "delete" / "head" for `Storage.delete` / `head`."""
+    journal: JournalWrite | None = None
 
     @property
     def succeeded(self) -> list[str]:
@@ -52,6 +63,9 @@ class UploadReport:
     def ok(self) -> bool:
         if self.require == "any":
             return any(r.ok for r in self.results.values())
+        if self.require == "primary":
+            first = next(iter(self.results.values()), None)
+            return first is not None and first.ok
         return self.all_ok
 
     @property

@@ -36,7 +36,7 @@ MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
 
 AzureAuthMode = Literal["connection_string", "account_key", "managed_identity"]
-RequirePolicy = Literal["all", "any"]
+RequirePolicy = Literal["all", "any", "primary"]
 AddressingStyle = Literal["path", "virtual", "auto"]
 
 PROVIDER_NAMES = ("s3", "azure", "local", "memory")
@@ -585,7 +585,19 @@ class StorageSettings(_EnvSettings):
     require: Annotated[RequirePolicy, _Lowered] = Field(
         "all",
         validation_alias="STORAGE_REQUIRE",
-        description="Fan-out success rule: every provider (`all`) or at least one (`any`).",
+        description=(
+            "Fan-out success rule: every provider (`all`), at least one (`any`), or the first of "
+            "the mode (`primary`: the others are still attempted, and what they miss is recorded for repair)."
+        ),
+    )
+    journal_prefix: str = Field(
+        ".unistore/pending/",
+        validation_alias="STORAGE_JOURNAL_PREFIX",
+        description=(
+            "Folder (under `.unistore/`, never listed) where a fan-out that missed a copy records it, in "
+            "the providers that hold the recording: one small JSON object per missed upload, none on "
+            "success; `unistore repair` reads and clears it."
+        ),
     )
     local_root: Path = Field(
         Path("./storage"),
@@ -667,6 +679,9 @@ class StorageSettings(_EnvSettings):
 
     @model_validator(mode="after")
     def _check(self) -> StorageSettings:
+        from ._journal import check_journal_prefix
+
+        check_journal_prefix(self.journal_prefix)
         _positive("STORAGE_MULTIPART_THRESHOLD", self.multipart_threshold)
         _positive("STORAGE_MAX_CONCURRENCY", self.max_concurrency)
         _positive("STORAGE_RETRY_ATTEMPTS", self.retry_attempts)

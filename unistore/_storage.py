@@ -17,15 +17,15 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from . import _integrity
+from . import _integrity, _journal
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._io import cut_part, file_chunks, read_range
 from ._multipart import PartSizer
 from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_order
-from ._report import ProviderResult, UploadReport
+from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
 from ._types import ObjectInfo, ProgressCallback
@@ -33,6 +33,7 @@ from ._validate import check_content_type, check_key, check_metadata, empty_sour
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
+    from ._repair import RepairProgress, RepairReport
     from ._settings import StorageSettings
 
 logger = logging.getLogger("unistore")
@@ -53,17 +54,22 @@ class Storage:
     """Uploads to every configured provider at once and reports each outcome.
 
     `require="all"` (the default) makes a report `ok` only when every provider stored the
-    object; `"any"` when at least one did. Use as an async context manager, or call `aclose()`.
+    object; `"any"` when at least one did; `"primary"` when the first provider did (the others
+    are still attempted in the same call). Whenever some providers stored the object and others
+    did not, the missed copies are recorded under `journal_prefix` in the providers that hold it
+    (`unistore._journal`) before the call returns, for `repair()` to finish. Use as an async
+    context manager, or call `aclose()`.
     """
 
     def __init__(
         self,
         providers: Sequence[Provider] | Mapping[str, Provider],
         *,
-        require: Literal["all", "any"] = "all",
+        require: RequireRule = "all",
         fanout_lag_s: float = FANOUT_LAG_S,
         read_order: Sequence[str] | None = None,
         reserved_prefix: str = DEFAULT_RESERVED_PREFIX,
+        journal_prefix: str = _journal.DEFAULT_JOURNAL_PREFIX,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
         if not items:
@@ -76,10 +82,13 @@ class Storage:
                     variables=["STORAGE_UPLOAD_MODE"],
                 )
             named[provider.name] = provider
-        if require not in ("all", "any"):
-            raise ConfigError(f"require must be 'all' or 'any', not {require!r}", variables=["STORAGE_REQUIRE"])
+        if require not in ("all", "any", "primary"):
+            raise ConfigError(
+                f"require must be 'all', 'any' or 'primary', not {require!r}", variables=["STORAGE_REQUIRE"]
+            )
         self._providers = named
-        self.require: Literal["all", "any"] = require
+        self.require: RequireRule = require
+        self.journal_prefix = _journal.check_journal_prefix(journal_prefix, reserved_prefix)
         self.fanout_lag_s = fanout_lag_s
         self._reader = Reader(named, resolve_read_order(list(named), read_order), reserved_prefix)
 
@@ -100,7 +109,12 @@ class Storage:
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
         set_freeze(settings.gc_freeze)
-        return cls(build_providers(settings), require=settings.require, read_order=settings.read_providers)
+        return cls(
+            build_providers(settings),
+            require=settings.require,
+            read_order=settings.read_providers,
+            journal_prefix=settings.journal_prefix,
+        )
 
     @property
     def providers(self) -> Mapping[str, Provider]:
@@ -197,7 +211,24 @@ class Storage:
             duration_s=time.perf_counter() - began,
         )
         log.log_finished(len(report.succeeded), len(report.results))
-        return report
+        return await _journal.after_upload(self._providers, self.journal_prefix, report)
+
+    async def repair(
+        self,
+        prefix: str = "",
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        progress: RepairProgress | None = None,
+        min_age_s: float = 0.0,
+    ) -> RepairReport:
+        """Copy every missed copy under `prefix` from a provider that holds it to those that
+        lack it: the journal's pending records, then with `full=True` every key the providers'
+        listings disagree on (but those changed less than `min_age_s` ago, which an upload may
+        still be carrying to the others). See `unistore._repair`."""
+        from ._repair import repair
+
+        return await repair(self, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s)
 
     async def upload_file(
         self,

@@ -10,6 +10,8 @@
   they are aborted). It reads the same environment as the library (`Storage.from_env()`).
   Azure needs nothing: uncommitted blocks are never visible and the service discards them after
   7 days. Exit status: 0 done, 1 a provider's cleanup failed, 2 bad arguments or environment.
+- `unistore repair [PREFIX] [--dry-run] [--full] [--json]`: copy missed copies back
+  (`unistore._cli_repair`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this configured provider (s3, azure, ...); repeatable; default: all",
     )
     cleanup.add_argument("--prefix", default="", metavar="P", help="only keys that start with P")
+    from . import _cli_repair
+
+    _cli_repair.add_parser(sub, common)
     return parser
 
 

@@ -39,6 +39,7 @@ from ._storage import Storage, StorageWriter
 from ._types import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
+    from ._repair import RepairProgress, RepairReport
     from ._settings import StorageSettings
 
 EXIT_GRACE_S = 30.0
@@ -326,6 +327,21 @@ class SyncStorage:
     ) -> str:
         url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
         return url
+
+    def repair(
+        self,
+        prefix: str = "",
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        progress: RepairProgress | None = None,
+        min_age_s: float = 0.0,
+    ) -> RepairReport:
+        """`Storage.repair`, blocking; `progress` is called on the portal's thread."""
+        report: RepairReport = self._call(
+            self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s
+        )
+        return report
 
     # -- life cycle ------------------------------------------------------------------------
 

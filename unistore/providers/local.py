@@ -23,6 +23,9 @@ from .._validate import check_key
 from ._base import BaseProvider
 
 _RESERVED = ".unistore"
+_INTERNAL = ("staging", "meta")
+"""This provider's own folders under `_RESERVED`; the rest of it holds objects like any other
+key (the repair journal, `.unistore/pending/`)."""
 _READ_CHUNK = 1024 * 1024
 
 
@@ -58,8 +61,11 @@ class LocalProvider(BaseProvider):
                 f"object key {key!r} is not usable by the local provider: use '/'-separated "
                 "names without empty, '.' or '..' segments, not starting with '/'"
             )
-        if parts[0] == _RESERVED:
-            raise InvalidKeyError(f"object key {key!r} uses the reserved prefix {_RESERVED!r}")
+        if parts[0] == _RESERVED and (len(parts) == 1 or parts[1] in _INTERNAL):
+            raise InvalidKeyError(
+                f"object key {key!r} uses the local provider's own folders "
+                f"({', '.join(f'{_RESERVED}/{name}/' for name in _INTERNAL)})"
+            )
         return self.root.joinpath(*parts)
 
     def _meta_path(self, key: str) -> Path:
@@ -210,9 +216,9 @@ class LocalProvider(BaseProvider):
             base = self.root.joinpath(*head.split("/"))
         if not base.is_dir():
             return keys
-        for path in _files(base):
+        for path in _files(base, self.root):
             rel = path.relative_to(self.root).as_posix()
-            if rel.startswith(_RESERVED + "/") or not rel.startswith(prefix):
+            if rel.startswith(tuple(f"{_RESERVED}/{name}/" for name in _INTERNAL)) or not rel.startswith(prefix):
                 continue
             keys.append(rel)
         return sorted(keys)
@@ -246,9 +252,10 @@ def _check_root(root: Path) -> None:
             return
 
 
-def _files(base: Path) -> Iterator[Path]:
+def _files(base: Path, root: Path) -> Iterator[Path]:
+    internal = {root / _RESERVED / name for name in _INTERNAL}
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if d != _RESERVED]
+        dirnames[:] = [d for d in dirnames if Path(dirpath) / d not in internal]
         for name in filenames:
             yield Path(dirpath) / name
 

@@ -80,6 +80,16 @@ def botocore_session_class() -> type[Any]:
     return NoResendSession
 
 
+async def close_session(session: aiohttp.ClientSession, tls: bool) -> None:
+    """Close `session`. A request cancelled mid-body leaves its TLS connection in a graceful
+    shutdown that needs the loop a moment longer; without the pause, an event loop closed right
+    after `aclose()` (tests, short scripts) leaks the socket (aiohttp's "graceful shutdown"
+    advice)."""
+    await session.close()
+    if tls:
+        await asyncio.sleep(0.1)
+
+
 def env_proxy(url: str) -> str | None:
     """The proxy the environment sets for `url` (HTTPS_PROXY / HTTP_PROXY, honouring NO_PROXY,
     credentials from the proxy URL or netrc), as aiohttp's `trust_env` would pick it; None for
@@ -108,9 +118,9 @@ async def put_body(
     """One PUT of `data` (a sliced body, `unistore._body`) to `url`, already URL-encoded and sent
     as is: the signature covers the path exactly. Returns the status, headers and body, read whole
     so the connection goes back to the pool. `socket_timeouts` are aiohttp's connect/read
-    timeouts; the request's overall deadline is the caller's (`_multipart.bounded`). aiohttp adds
-    no Content-Type of its own (it would become the object's). Transport failures raise
-    aiohttp's exceptions."""
+    timeouts; the request's overall deadline is the caller's (`_deadline.with_request_deadline`).
+    aiohttp adds no Content-Type of its own (it would become the object's). Transport failures
+    raise aiohttp's exceptions."""
     from yarl import URL
 
     async with session.put(

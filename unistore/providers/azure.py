@@ -61,7 +61,7 @@ from .._validate import check_key
 from ._azure_errors import NETWORK_HINT, TokenSource, map_error
 from ._azure_put import DIGEST_HEADER, BlobPut
 from ._base import BaseProvider
-from ._http import drain_to_file, new_session
+from ._http import close_session, drain_to_file, new_session
 
 if TYPE_CHECKING:
     import aiohttp
@@ -330,13 +330,7 @@ class AzureBlobProvider(BaseProvider):
                     await credential.close()
             finally:
                 if session is not None:
-                    await session.close()
-                if tls and session is not None:
-                    # A request cancelled mid-body leaves its TLS connection in a graceful
-                    # shutdown that needs the loop a moment longer; without it, an event
-                    # loop closed right after aclose() (tests, short scripts) leaks the
-                    # socket (aiohttp's "graceful shutdown" advice).
-                    await asyncio.sleep(0.1)
+                    await close_session(session, tls)
 
     # -- errors ------------------------------------------------------------------------
 
@@ -559,22 +553,14 @@ class AzureBlobProvider(BaseProvider):
         now = datetime.now(UTC)
         start, expiry = now - _SAS_SKEW, now + timedelta(seconds=expires_in)
         blob = container.get_blob_client(key)
+        signing: dict[str, Any]
         if self.auth_mode == "managed_identity":
             if expires_in > DELEGATION_KEY_MAX.total_seconds():
                 raise ConfigError(
                     "a user delegation SAS (managed identity) is valid for at most 7 days: "
                     f"lower expires_in (got {expires_in} s)"
                 )
-            delegation = await self._delegation_key(expiry)
-            sas = generate_blob_sas(
-                account,
-                self.container,
-                key,
-                user_delegation_key=delegation,
-                permission=permission,
-                start=start,
-                expiry=expiry,
-            )
+            signing = {"user_delegation_key": await self._delegation_key(expiry)}
         else:
             account_key = getattr(self._service.credential, "account_key", None)
             if not account_key:
@@ -583,15 +569,10 @@ class AzureBlobProvider(BaseProvider):
                     "AZURE_STORAGE_CONNECTION_STRING has only a SharedAccessSignature",
                     variables=["AZURE_STORAGE_CONNECTION_STRING"],
                 )
-            sas = generate_blob_sas(
-                account,
-                self.container,
-                key,
-                account_key=account_key,
-                permission=permission,
-                start=start,
-                expiry=expiry,
-            )
+            signing = {"account_key": account_key}
+        sas = generate_blob_sas(
+            account, self.container, key, permission=permission, start=start, expiry=expiry, **signing
+        )
         return f"{blob.url}?{sas}"
 
     async def _delegation_key(self, expiry: datetime) -> UserDelegationKey:

@@ -337,6 +337,12 @@ class S3Provider(BaseProvider):
             return {"x-amz-checksum-crc32": _integrity.b64(digest)}
         return {"content-md5": _integrity.b64(digest)}
 
+    def _not_echoed(self, key: str, said: str) -> IntegrityError:
+        return IntegrityError(
+            f"{said}, so the upload cannot be verified", provider=self.name, key=key, code="ChecksumNotEchoed",
+            hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
+        )
+
     def _verify(self, key: str, what: str, kind: _integrity.Kind, digest: bytes, answer: Mapping[str, str]) -> None:
         """Compare our digest with the one S3 returned. For CRC32, the echoed
         `x-amz-checksum-crc32` (a server that ignores the header echoes nothing, and then nothing
@@ -345,11 +351,7 @@ class S3Provider(BaseProvider):
         if kind == "crc32":
             echoed = answer.get("x-amz-checksum-crc32")
             if echoed is None:
-                raise IntegrityError(
-                    f"{what}: the server did not confirm the CRC32 it stored, so the upload cannot be "
-                    "verified", provider=self.name, key=key, code="ChecksumNotEchoed",
-                    hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
-                )
+                raise self._not_echoed(key, f"{what}: the server did not confirm the CRC32 it stored")
             _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
             return
         etag = (unquote_etag(answer.get("ETag")) or "").lower()
@@ -428,11 +430,7 @@ class S3Provider(BaseProvider):
             etag, stored = info.etag, expected
         if crc:
             if stored is None:
-                raise IntegrityError(
-                    "multipart upload: the server did not confirm the composite CRC32 of the parts",
-                    provider=self.name, key=key, code="ChecksumNotEchoed",
-                    hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
-                )
+                raise self._not_echoed(key, "multipart upload: the server did not confirm the parts' composite CRC32")
             _integrity.verify(self.name, key, "multipart upload", expected, stored)
         elif etag and _integrity.MULTIPART_ETAG.match(etag.lower()):
             _integrity.verify(self.name, key, "multipart upload", expected, etag.lower())

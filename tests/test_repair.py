@@ -321,8 +321,9 @@ async def test_storage_list_never_shows_the_journal() -> None:
     async with Storage([a, b]) as storage:
         assert [o.key async for o in storage.list()] == ["rec/h.mp4"]
         assert [o.key async for o in storage.list(".unistore/")] == []
+    assert Storage([memory("c")], reserved_prefix=".internal/").journal_prefix == ".internal/pending/"
     with pytest.raises(ConfigError):
-        Storage([memory("c")], reserved_prefix=".internal/")  # the default journal is outside it
+        Storage([memory("c")], reserved_prefix=".internal/", journal_prefix=".unistore/pending/")
     assert Storage([memory("d")], reserved_prefix=".internal/", journal_prefix=".internal/p/").journal_prefix
 
 

@@ -321,8 +321,9 @@ async def test_storage_list_never_shows_the_journal() -> None:
     async with Storage([a, b]) as storage:
         assert [o.key async for o in storage.list()] == ["rec/h.mp4"]
         assert [o.key async for o in storage.list(".unistore/")] == []
+    assert Storage([memory("c")], reserved_prefix=".internal/").journal_prefix == ".internal/pending/"
     with pytest.raises(ConfigError):
-        Storage([memory("c")], reserved_prefix=".internal/")  # the default journal is outside it
+        Storage([memory("c")], reserved_prefix=".internal/", journal_prefix=".unistore/pending/")
     assert Storage([memory("d")], reserved_prefix=".internal/", journal_prefix=".internal/p/").journal_prefix
 
 
@@ -398,3 +399,16 @@ async def test_min_age_leaves_keys_that_changed_recently_for_a_later_run() -> No
         assert "rec/fresh.mp4" not in b.objects
         report = await storage.repair(full=True)
         assert [c.key for c in report.copied] == ["rec/fresh.mp4"] and not report.recent
+
+
+async def test_a_refused_conditional_create_is_not_recorded_as_a_missed_copy() -> None:
+    """One provider already holds the key (overwrite off): that is a conflict, not a missing
+    copy a repair could fill, so no record is written for it."""
+    a, b = memory("a"), memory("b")
+    await a.upload_bytes(b"first", "rec/taken.mp4")
+    async with Storage([a, b]) as storage:
+        report = await storage.upload_bytes(b"second", "rec/taken.mp4", overwrite=False)
+    assert report.failed == ["a"] and report.succeeded == ["b"]
+    assert report.journal is None
+    assert journal_keys(a) == [] and journal_keys(b) == []
+    assert await a.download_bytes("rec/taken.mp4") == b"first"

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError, ProviderError
+from ._errors import AlreadyExistsError, ConfigError, ProviderError
 from ._keys import check_key
 from ._logging import redact
 from ._reads import DEFAULT_RESERVED_PREFIX
@@ -155,9 +155,17 @@ def _missed(error: BaseException | None) -> MissedCopy:
 
 def record_for(report: UploadReport, prefix: str) -> PendingRecord | None:
     """The record of `report`'s missed copies, or None when there is nothing to record: every
-    provider stored the object (nothing missed) or none did (no copy to repair from)."""
+    provider stored the object (nothing missed) or none did (no copy to repair from). A provider
+    that refused a conditional create (`AlreadyExistsError`) holds an object under the key
+    already: not a missing copy, and nothing a copy with overwrite off could fix (the Django
+    backend, for one, undoes the other copies and takes another name); `repair --full` still
+    reports it if its bytes differ."""
     held = {n: _held(r.info, r.bytes) for n, r in report.results.items() if r.ok}
-    missing = {n: _missed(r.error) for n, r in report.results.items() if not r.ok}
+    missing = {
+        n: _missed(r.error)
+        for n, r in report.results.items()
+        if not r.ok and not isinstance(r.error, AlreadyExistsError)
+    }
     if not held or not missing:
         return None
     return PendingRecord(new_journal_key(prefix), report.key, held, missing)

@@ -69,7 +69,7 @@ class Storage:
         fanout_lag_s: float = FANOUT_LAG_S,
         read_order: Sequence[str] | None = None,
         reserved_prefix: str = DEFAULT_RESERVED_PREFIX,
-        journal_prefix: str = _journal.DEFAULT_JOURNAL_PREFIX,
+        journal_prefix: str | None = None,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
         if not items:
@@ -88,7 +88,10 @@ class Storage:
             )
         self._providers = named
         self.require: RequireRule = require
-        self.journal_prefix = _journal.check_journal_prefix(journal_prefix, reserved_prefix)
+        # default: `pending/` under the reserved prefix (`.unistore/pending/`)
+        self.journal_prefix = _journal.check_journal_prefix(
+            reserved_prefix + "pending/" if journal_prefix is None else journal_prefix, reserved_prefix
+        )
         self.fanout_lag_s = fanout_lag_s
         self._reader = Reader(named, resolve_read_order(list(named), read_order), reserved_prefix)
 

@@ -319,3 +319,20 @@ async def test_azure_bad_tier_writes_nothing(
     sdk = _blob_sdk(azurite, provider.container)
     assert list(sdk.list_blobs()) == []
     sdk.close()
+
+
+@pytest.mark.servers
+async def test_an_archived_copy_hands_the_read_to_the_other_provider(
+    make_azure_provider: Callable[..., AzureBlobProvider], make_s3_provider: Callable[..., S3Provider]
+) -> None:
+    """The suggested setup's second copy in Archive: reads in that order still succeed, from S3."""
+    azure, s3 = make_azure_provider(), make_s3_provider()
+    async with Storage([azure, s3], read_order=["azure", "s3"]) as storage:
+        report = await storage.upload_bytes(SMALL, "both/a.mp4", tier={"azure": "Archive", "s3": "STANDARD"})
+        assert report.ok, report.errors
+        assert (await azure.head("both/a.mp4")).tier == "Archive"
+        assert await storage.download_bytes("both/a.mp4") == SMALL
+        where, info = await storage.locate("both/a.mp4")
+        assert where == "azure" and info.tier == "Archive"  # locate only asks who holds it
+        with pytest.raises(ProviderError, match="Archive tier"):
+            await storage.download_bytes("both/a.mp4", provider="azure")

@@ -336,3 +336,41 @@ async def test_an_archived_copy_hands_the_read_to_the_other_provider(
         assert where == "azure" and info.tier == "Archive"  # locate only asks who holds it
         with pytest.raises(ProviderError, match="Archive tier"):
             await storage.download_bytes("both/a.mp4", provider="azure")
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_cli_upload_tier_and_ls_column(tmp_path: Any) -> None:
+    import json
+
+    from tests.clirun import run_cli
+
+    root = tmp_path / "store"
+    env = {"STORAGE_UPLOAD_MODE": "local", "STORAGE_LOCAL_ROOT": str(root)}
+    src = tmp_path / "meeting.mp4"
+    src.write_bytes(SMALL)
+    done = run_cli("upload", str(src), "--key", "rec/a.mp4", "--tier", "COLD", env=env)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("upload", str(src), "--key", "rec/b.mp4", "--tier", "local=archive", env=env)
+    assert done.returncode == 0, done.stderr
+    listed = run_cli("ls", "rec/", env=env)
+    rows = [row.split() for row in listed.stdout.splitlines()]
+    assert rows[0] == ["SIZE", "TIER", "PROVIDERS", "KEY"]
+    assert rows[1][2:] == ["cold", "local", "rec/a.mp4"] and rows[2][2:] == ["archive", "local", "rec/b.mp4"]
+    as_json = [json.loads(line) for line in run_cli("ls", "--json", env=env).stdout.splitlines()]
+    assert [item["tiers"] for item in as_json] == [{"local": "cold"}, {"local": "archive"}]
+
+    for bad in ("tepid", "s3=STANDARD", "local="):
+        refused = run_cli("upload", str(src), "--key", "rec/c.mp4", "--tier", bad, env=env)
+        assert refused.returncode == 2, (bad, refused.stderr)
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("unistore upload: ") and "--tier" in lines[0], lines
+    assert not (root / "rec" / "c.mp4").exists()
+
+
+def test_resolve_tiers_per_provider() -> None:
+    storage = Storage([MemoryProvider(name="one", tier="cool"), MemoryProvider(name="two")])
+    assert storage.resolve_tiers(None) == {"one": "cool", "two": None}
+    assert storage.resolve_tiers("Archive") == {"one": "archive", "two": "archive"}
+    assert storage.resolve_tiers({"two": "hot"}) == {"one": "cool", "two": "hot"}

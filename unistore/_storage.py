@@ -400,13 +400,24 @@ class Storage:
             "allow_empty": allow_empty, "progress": progress,
         }
         if tier is not None:
-            check_names(tier, set(self._providers))
-            for provider in self._providers.values():
-                resolve = getattr(provider, "resolve_tier", None)
-                if callable(resolve):
-                    resolve(tier)
+            self.resolve_tiers(tier)
             opts["tier"] = tier
         return opts
+
+    def resolve_tiers(self, tier: Tier | None) -> dict[str, str | None]:
+        """The tier each provider would store an upload given `tier=` in, in its service's
+        spelling (None: the service's default); `ValueError` naming the allowed values when a
+        provider cannot take it, or a mapping names an unknown provider. A provider without
+        `resolve_tier` (not a built-in one) checks the value itself, when its upload starts."""
+        check_names(tier, set(self._providers))
+        tiers: dict[str, str | None] = {}
+        for name, provider in self._providers.items():
+            resolve = getattr(provider, "resolve_tier", None)
+            if callable(resolve):
+                tiers[name] = resolve(tier)
+            else:
+                tiers[name] = tier.get(name) if isinstance(tier, Mapping) else tier
+        return tiers
 
     async def _delete_local(self, path: str | os.PathLike[str], report: UploadReport) -> None:
         if report.all_ok:

@@ -374,3 +374,18 @@ def test_resolve_tiers_per_provider() -> None:
     assert storage.resolve_tiers(None) == {"one": "cool", "two": None}
     assert storage.resolve_tiers("Archive") == {"one": "archive", "two": "archive"}
     assert storage.resolve_tiers({"two": "hot"}) == {"one": "cool", "two": "hot"}
+
+
+@pytest.mark.servers
+def test_s3_server_refusing_a_class_is_mapped_with_its_fix(s3_server: servers.S3Server, s3_bucket: str) -> None:
+    """unistore sends only classes it knows, but an S3-compatible server may offer fewer: the
+    server's own refusal (SeaweedFS: 400 InvalidStorageClass for a class it does not know)."""
+    from botocore.exceptions import ClientError
+
+    client = _boto3(s3_server)
+    with pytest.raises(ClientError) as refused:
+        client.put_object(Bucket=s3_bucket, Key="k", Body=b"x", StorageClass="EXPRESS_ONEZONE")
+    client.close()
+    error = s3_map_error(refused.value, Context("s3", "PutObject", "k"), s3_bucket)
+    assert type(error) is ProviderError and error.code == "InvalidStorageClass" and error.status == 400
+    assert error.hint is not None and "AWS_S3_STORAGE_CLASS" in error.hint

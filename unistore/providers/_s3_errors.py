@@ -109,6 +109,11 @@ CODES: dict[str, Rule] = {
         "archive tier) and not restored: it cannot be read until RestoreObject makes a copy readable",
         HINT_RESTORE,
     ),
+    "InvalidStorageClass": Rule(
+        ProviderError, "the service does not offer this storage class",
+        "set AWS_S3_STORAGE_CLASS (or the upload's tier=) to a class this bucket supports; "
+        "S3-compatible servers often accept only STANDARD and a few others",
+    ),
     "PermanentRedirect": Rule(
         ProviderError, "the bucket is in another region", "set AWS_DEFAULT_REGION to the bucket's region"
     ),

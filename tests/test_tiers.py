@@ -389,3 +389,19 @@ def test_s3_server_refusing_a_class_is_mapped_with_its_fix(s3_server: servers.S3
     error = s3_map_error(refused.value, Context("s3", "PutObject", "k"), s3_bucket)
     assert type(error) is ProviderError and error.code == "InvalidStorageClass" and error.status == 400
     assert error.hint is not None and "AWS_S3_STORAGE_CLASS" in error.hint
+
+
+def test_django_options_take_the_tier_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unistore.contrib._django_options import parse_options
+
+    for name in ("AWS_S3_STORAGE_CLASS", "AZURE_STORAGE_ACCESS_TIER"):
+        monkeypatch.delenv(name, raising=False)
+    settings, _ = parse_options({
+        "STORAGE_UPLOAD_MODE": "both", "AWS_RECORDING_STORAGE_BUCKET_NAME": "recordings",
+        "AWS_S3_STORAGE_CLASS": "intelligent_tiering", "AZURE_STORAGE_CONTAINER_NAME": "recordings",
+        "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "AZURE_STORAGE_ACCESS_TIER": "cold",
+    })
+    assert settings.s3 is not None and settings.s3.storage_class == "INTELLIGENT_TIERING"
+    assert settings.azure is not None and settings.azure.access_tier == "Cold"
+    with pytest.raises(ConfigError, match="AZURE_STORAGE_ACCESS_TIER"):
+        parse_options({"AZURE_STORAGE_CONTAINER_NAME": "recordings", "AZURE_STORAGE_ACCESS_TIER": "icy"})

@@ -30,17 +30,14 @@ AZURE_TIERS = ("Hot", "Cool", "Cold", "Archive")
 GENERIC_TIERS = ("hot", "cool", "cold", "archive")
 
 GENERIC: Mapping[str, Mapping[Service, str]] = {
-    "hot": {"s3": "STANDARD", "azure": "Hot", "generic": "hot"},
-    "cool": {"s3": "STANDARD_IA", "azure": "Cool", "generic": "cool"},
-    "cold": {"s3": "GLACIER_IR", "azure": "Cold", "generic": "cold"},
-    "archive": {"s3": "DEEP_ARCHIVE", "azure": "Archive", "generic": "archive"},
+    "hot": {"s3": "STANDARD", "azure": "Hot"},
+    "cool": {"s3": "STANDARD_IA", "azure": "Cool"},
+    "cold": {"s3": "GLACIER_IR", "azure": "Cold"},
+    "archive": {"s3": "DEEP_ARCHIVE", "azure": "Archive"},
 }
 """A generic name per service. Each pair has the same minimum storage duration and the same
 kind of read-back: `cool` 30 days and online, `cold` 90 days and still online (milliseconds,
 GLACIER_IR), `archive` 180 days and offline until rehydrated (hours)."""
-
-ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE", "Archive", "archive"})
-"""Tiers whose objects cannot be read until they are restored or rehydrated."""
 
 Tier = str | Mapping[str, str]
 """The `tier=` of an upload: one value for every provider, or one per provider name."""
@@ -65,7 +62,7 @@ def canonical(service: Service, value: str) -> str:
         if name.lower() == wanted.lower():
             return name
     generic = GENERIC.get(wanted.lower())
-    if generic is not None:
+    if generic is not None:  # (for "generic", its own names matched above)
         return generic[service]
     raise ValueError(f"unknown tier {value!r} for {_service_label(service)}: use {allowed(service)}")
 
@@ -124,6 +121,6 @@ def _service_label(service: Service) -> str:
 
 
 __all__ = [
-    "ARCHIVE_TIERS", "AZURE_TIERS", "GENERIC", "GENERIC_TIERS", "S3_CLASSES", "Tier",
+    "AZURE_TIERS", "GENERIC", "GENERIC_TIERS", "S3_CLASSES", "Tier",
     "allowed", "canonical", "check_names", "for_provider", "setting",
 ]

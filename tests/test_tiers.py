@@ -405,3 +405,22 @@ def test_django_options_take_the_tier_variables(monkeypatch: pytest.MonkeyPatch)
     assert settings.azure is not None and settings.azure.access_tier == "Cold"
     with pytest.raises(ConfigError, match="AZURE_STORAGE_ACCESS_TIER"):
         parse_options({"AZURE_STORAGE_CONTAINER_NAME": "recordings", "AZURE_STORAGE_ACCESS_TIER": "icy"})
+
+
+async def test_fan_out_paths_carry_each_providers_tier(tmp_path: Any) -> None:
+    """The shared-reader paths (a file read once for all, a writer's channels) pass the tier on."""
+    from unistore._multipart import Transfer
+
+    parts = Transfer(threshold=1024 * 1024, chunk_size=1024 * 1024)
+    first, second = MemoryProvider(name="one", transfer=parts), MemoryProvider(name="two", tier="cold", transfer=parts)
+    src = tmp_path / "rec.bin"
+    src.write_bytes(BIG)
+    async with Storage([first, second]) as storage:
+        assert storage.one_shot_max < len(BIG)
+        assert (await storage.upload_file(src, "f.bin", tier={"one": "archive"})).ok
+        async with storage.open_writer("w.bin", tier="cool") as writer:
+            await writer.write(BIG)
+    assert (first.objects["f.bin"][1].tier, second.objects["f.bin"][1].tier) == ("archive", "cold")
+    assert (first.objects["w.bin"][1].tier, second.objects["w.bin"][1].tier) == ("cool", "cool")
+    assert first.objects["f.bin"][0] == BIG
+    assert (first.objects["f.bin"][1].checksum or "").startswith("md5-parts:")  # it went in parts

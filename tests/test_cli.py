@@ -168,9 +168,10 @@ def test_ls_get_rm_presign_round_trip(
     listed = run_cli("ls", "rec/", env=both_env)
     assert listed.returncode == 0, listed.stderr
     rows = listed.stdout.splitlines()
-    assert rows[0].split() == ["SIZE", "PROVIDERS", "KEY"]
-    assert rows[1].split() == ["293.0", "KiB", "s3,azure", "rec/a.mp4"]
-    assert rows[2].split() == ["10", "B", "s3", "rec/only-s3.bin"]
+    assert rows[0].split() == ["SIZE", "TIER", "PROVIDERS", "KEY"]
+    # the services' default tiers, as each reports it: S3 by omission, Azurite its account's Hot
+    assert rows[1].split() == ["293.0", "KiB", "STANDARD,Hot", "s3,azure", "rec/a.mp4"]
+    assert rows[2].split() == ["10", "B", "STANDARD", "s3", "rec/only-s3.bin"]
     assert rows[3] == "2 key(s) under 'rec/', 293.0 KiB, listed from s3, azure; 1 not on every provider"
 
     as_json = run_cli("ls", "--json", env=both_env)
@@ -179,6 +180,8 @@ def test_ls_get_rm_presign_round_trip(
         ("rec/a.mp4", ["s3", "azure"], len(data)), ("rec/only-s3.bin", ["s3"], 10)
     ]
     assert items[0]["copies"]["azure"]["size"] == len(data)
+    assert items[0]["tiers"] == {"s3": "STANDARD", "azure": "Hot"}
+    assert items[0]["copies"]["azure"]["tier"] == "Hot"
     only_azure = run_cli("ls", "--provider", "azure", "--json", env=both_env)
     assert [json.loads(line)["key"] for line in only_azure.stdout.splitlines()] == ["rec/a.mp4"]
 

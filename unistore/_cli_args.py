@@ -65,6 +65,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     upload.add_argument(
         "--no-overwrite", action="store_true", help="never replace an existing object (a conditional create)"
     )
+    upload.add_argument(
+        "--tier", metavar="T",
+        help="storage tier: hot, cool, cold or archive on every provider, or one per provider "
+        "(s3=STANDARD_IA,azure=Cool); default AWS_S3_STORAGE_CLASS / AZURE_STORAGE_ACCESS_TIER",
+    )
 
     ls = sub.add_parser(
         "ls",

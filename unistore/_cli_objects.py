@@ -23,6 +23,13 @@ def _sizes(item: ListedObject) -> str:
     return ", ".join(f"{name} {human_size(info.size)}" for name, info in item.copies.items())
 
 
+def _tiers(item: ListedObject) -> str:
+    """The tier, or each copy's in the order of PROVIDERS when they differ (an S3 class and an
+    Azure tier always do: `STANDARD,Cool`); `-` for a copy whose service names none."""
+    tiers = [info.tier or "-" for info in item.copies.values()]
+    return tiers[0] if len(set(tiers)) == 1 else ",".join(tiers)
+
+
 async def ls(storage: Storage, args: argparse.Namespace, output: Output) -> int:
     """Every key under the prefix, with the providers holding it; a key some provider lacks is
     counted in the last line, since a recording must be on every provider of the fan-out."""
@@ -31,18 +38,19 @@ async def ls(storage: Storage, args: argparse.Namespace, output: Output) -> int:
     if output.json_mode:
         async for item in items:
             providers = list(item.providers)
-            output.json_line({"key": item.key, "size": item.size, "providers": providers,
+            tiers = {name: info.tier for name, info in item.copies.items()}
+            output.json_line({"key": item.key, "size": item.size, "providers": providers, "tiers": tiers,
                               "copies": copies_json(item.copies)})
         return 0
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str, str]] = []
     total = 0
     incomplete = 0
     async for item in items:
         total += item.size
         incomplete += len(item.copies) < len(listed)
-        rows.append((_sizes(item), ",".join(item.providers), item.key))
+        rows.append((_sizes(item), _tiers(item), ",".join(item.providers), item.key))
     if rows:
-        output.table(("SIZE", "PROVIDERS", "KEY"), rows)
+        output.table(("SIZE", "TIER", "PROVIDERS", "KEY"), rows)
     where = f" under {args.prefix!r}" if args.prefix else ""
     summary = f"{len(rows)} key(s){where}, {human_size(total)}, listed from {', '.join(listed)}"
     if incomplete:

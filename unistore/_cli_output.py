@@ -154,6 +154,7 @@ def info_json(info: ObjectInfo) -> dict[str, Any]:
         "last_modified": info.last_modified.isoformat() if info.last_modified else None,
         "metadata": dict(info.metadata),
         "checksum": info.checksum,
+        "tier": info.tier,
     }
 
 

@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 STDIN = "-"
 
 
+def parse_tier(text: str) -> str | dict[str, str]:
+    """`--tier cool` (every provider) or `--tier s3=STANDARD_IA,azure=Cool` (one per provider);
+    the values are checked by the upload, before anything is written."""
+    if "=" not in text:
+        return text
+    tiers: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(
+                f"--tier {text!r}: use one tier (cool) or provider=tier pairs (s3=STANDARD_IA,azure=Cool)"
+            )
+        tiers[name.strip()] = value.strip()
+    return tiers
+
+
 async def upload(storage: Storage, args: argparse.Namespace, output: Output) -> int:
     """Upload a file (or stdin, `-`) to every provider; 0 only when the report is ok
     (STORAGE_REQUIRE)."""
@@ -35,6 +51,12 @@ async def upload(storage: Storage, args: argparse.Namespace, output: Output) -> 
     key: str = args.key or path.name
     size = None if from_stdin else await asyncio.to_thread(_size_or_zero, path)
     options: dict[str, Any] = {"content_type": args.content_type, "overwrite": False if args.no_overwrite else None}
+    if args.tier:
+        options["tier"] = parse_tier(args.tier)
+        try:
+            storage.resolve_tiers(options["tier"])
+        except ValueError as exc:
+            raise ConfigError(f"--tier: {exc}") from None
     with upload_progress(output, list(storage.providers), size) as progress:
         if from_stdin:
             chunks = stdin_chunks(storage.chunk_size)

@@ -24,6 +24,7 @@ from pydantic import AliasChoices, BeforeValidator, ByteSize, Field, SecretStr, 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from . import _tiers
 from ._errors import ConfigError
 from ._logging import redact
 
@@ -61,6 +62,14 @@ def _env_name(model: type[BaseSettings], field: str) -> str:
 
 def _strip_lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _s3_class(value: object) -> str | None:
+    return _tiers.setting("s3", value)
+
+
+def _azure_tier(value: object) -> str | None:
+    return _tiers.setting("azure", value)
 
 
 _Lowered = BeforeValidator(_strip_lower)
@@ -291,6 +300,16 @@ class S3Settings(_EnvSettings):
             "endpoint (S3-compatible servers mishandle the aws-chunked trailers), else botocore's."
         ),
     )
+    storage_class: Annotated[str | None, BeforeValidator(_s3_class)] = Field(
+        None,
+        validation_alias="AWS_S3_STORAGE_CLASS",
+        description=(
+            "Storage class of every upload (`x-amz-storage-class`): "
+            + ", ".join(f"`{name}`" for name in _tiers.S3_CLASSES)
+            + ", or a generic `hot`/`cool`/`cold`/`archive`; any case. Unset: the bucket's default "
+            "(STANDARD), no header sent. A call's `tier=` wins."
+        ),
+    )
     checksum: Annotated[Literal["crc32", "md5"], _Lowered] = Field(
         "crc32",
         validation_alias="AWS_S3_CHECKSUM",
@@ -401,6 +420,15 @@ class AzureSettings(_EnvSettings):
         None,
         validation_alias="AZURE_CLIENT_ID",
         description="Client id of a user-assigned managed identity.",
+    )
+    access_tier: Annotated[str | None, BeforeValidator(_azure_tier)] = Field(
+        None,
+        validation_alias="AZURE_STORAGE_ACCESS_TIER",
+        description=(
+            "Access tier of every upload (`x-ms-access-tier`): `Hot`, `Cool`, `Cold`, `Archive`, "
+            "or a generic `hot`/`cool`/`cold`/`archive`; any case. Unset: the account's default "
+            "tier, no header sent. A call's `tier=` wins."
+        ),
     )
     checksum: Annotated[Literal["auto", "crc64", "md5"], _Lowered] = Field(
         "auto",

@@ -28,6 +28,7 @@ from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_
 from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
+from ._tiers import Tier, check_names
 from ._types import ObjectInfo, ProgressCallback
 from ._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
 from .providers._protocol import Provider
@@ -244,13 +245,14 @@ class Storage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> UploadReport:
         """Upload a file to every provider, reading it once.
 
         `delete_local=True` removes the file only when every provider succeeded (whatever
         `require` says); otherwise the file is kept and the report says why.
         """
-        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
+        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
             raise empty_source(key, path)
@@ -328,8 +330,9 @@ class Storage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> UploadReport:
-        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
+        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
             raise empty_source(key)
@@ -347,11 +350,12 @@ class Storage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> UploadReport:
         """Upload an async iterable of chunks to every provider, reading each chunk once."""
         writer = self.open_writer(
             key, content_type=content_type, metadata=metadata, overwrite=overwrite,
-            allow_empty=allow_empty, progress=progress,
+            allow_empty=allow_empty, progress=progress, tier=tier,
         )
         async with writer:
             async for chunk in chunks:
@@ -368,14 +372,55 @@ class Storage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> StorageWriter:
         """An async context manager that streams chunks to every provider as they come.
 
         Leaving the block normally completes every upload and sets `writer.report`; an
         exception in the block, or cancellation, aborts every upload: nothing becomes visible.
         """
-        opts = _checked_options(key, content_type, metadata, overwrite, allow_empty, progress)
+        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
         return StorageWriter(self, key, opts)
+
+    def _checked_options(
+        self,
+        key: str,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+        overwrite: bool | None,
+        allow_empty: bool,
+        progress: ProgressCallback | None,
+        tier: Tier | None,
+    ) -> dict[str, Any]:
+        """Refuse a bad key, metadata, content type or tier before any provider starts, and
+        gather the options every provider's upload takes (`tier` only when given, so that a
+        provider written before tiers existed keeps working)."""
+        check_key(key)
+        check_metadata(metadata)
+        check_content_type(content_type)
+        opts: dict[str, Any] = {
+            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
+            "allow_empty": allow_empty, "progress": progress,
+        }
+        if tier is not None:
+            self.resolve_tiers(tier)
+            opts["tier"] = tier
+        return opts
+
+    def resolve_tiers(self, tier: Tier | None) -> dict[str, str | None]:
+        """The tier each provider would store an upload given `tier=` in, in its service's
+        spelling (None: the service's default); `ValueError` naming the allowed values when a
+        provider cannot take it, or a mapping names an unknown provider. A provider without
+        `resolve_tier` (not a built-in one) checks the value itself, when its upload starts."""
+        check_names(tier, set(self._providers))
+        tiers: dict[str, str | None] = {}
+        for name, provider in self._providers.items():
+            resolve = getattr(provider, "resolve_tier", None)
+            if callable(resolve):
+                tiers[name] = resolve(tier)
+            else:
+                tiers[name] = tier.get(name) if isinstance(tier, Mapping) else tier
+        return tiers
 
     async def _delete_local(self, path: str | os.PathLike[str], report: UploadReport) -> None:
         if report.all_ok:
@@ -541,25 +586,6 @@ class StorageWriter:
             await self._finish(UploadAborted(f"upload aborted: {reason}"))
         except asyncio.CancelledError:
             pass
-
-
-def _checked_options(
-    key: str,
-    content_type: str | None,
-    metadata: Mapping[str, str] | None,
-    overwrite: bool | None,
-    allow_empty: bool,
-    progress: ProgressCallback | None,
-) -> dict[str, Any]:
-    """Refuse a bad key, metadata or content type before any provider starts, and gather the
-    options every provider's upload takes."""
-    check_key(key)
-    check_metadata(metadata)
-    check_content_type(content_type)
-    return {
-        "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
-        "allow_empty": allow_empty, "progress": progress,
-    }
 
 
 def _bound(

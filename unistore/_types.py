@@ -36,6 +36,10 @@ class ObjectInfo:
     """The digest the service vouched for, prefixed by its kind: `md5:<hex>`, `crc32:<hex>`,
     `crc64:<hex>`, or `<kind>-parts:...` for a multipart upload (an S3 multipart ETag is not
     the object's MD5)."""
+    tier: str | None = None
+    """The storage tier the service reports, in its own spelling (S3 storage class such as
+    `STANDARD_IA`, Azure access tier such as `Cool`; local and memory: the generic name);
+    None when the service does not say."""
 
 
 def unquote_etag(etag: str | None) -> str | None:
@@ -54,6 +58,9 @@ class PutOptions:
     allow_empty: bool
     digest: Kind = "md5"
     """The digest every put and part of this upload carries (see `unistore._integrity`)."""
+    tier: str | None = None
+    """The tier to store the object in, already in this provider's spelling (see
+    `unistore._tiers`); None: the service's default, and no tier header is sent."""
 
 
 @dataclass(frozen=True)

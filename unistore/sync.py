@@ -36,6 +36,7 @@ from anyio.from_thread import BlockingPortal
 from ._reads import ListedObject
 from ._report import UploadReport
 from ._storage import Storage, StorageWriter
+from ._tiers import Tier
 from ._types import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
@@ -213,10 +214,12 @@ class SyncStorage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> UploadReport:
         report: UploadReport = self._call(
             self._storage.upload_file, path, key, content_type=content_type, metadata=metadata,
             delete_local=delete_local, overwrite=overwrite, allow_empty=allow_empty, progress=progress,
+            tier=tier,
         )
         return report
 
@@ -230,10 +233,11 @@ class SyncStorage:
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> UploadReport:
         report: UploadReport = self._call(
             self._storage.upload_bytes, data, key, content_type=content_type, metadata=metadata,
-            overwrite=overwrite, allow_empty=allow_empty, progress=progress,
+            overwrite=overwrite, allow_empty=allow_empty, progress=progress, tier=tier,
         )
         return report
 

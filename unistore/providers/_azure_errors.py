@@ -57,6 +57,12 @@ RBAC_HINT = (
 )
 CONTAINER_HINT = "create the container first or check AZURE_STORAGE_CONTAINER_NAME"
 NETWORK_HINT = "check the network path to the storage account (DNS, firewall, private endpoint)"
+REHYDRATE_HINT = (
+    "rehydrate it first: Set Blob Tier to Hot or Cool (`az storage blob set-tier --tier Hot "
+    "--rehydrate-priority Standard --container-name <container> --name <key>`); rehydration takes "
+    "up to 15 hours at Standard priority (High: under an hour for blobs below 10 GB), and the blob "
+    "stays unreadable meanwhile; or read the copy another provider holds"
+)
 _AUTH = "the hint of the provider's auth mode (KEY_HINTS)"
 
 CODES: dict[str, Rule] = {
@@ -87,6 +93,15 @@ CODES: dict[str, Rule] = {
     "Md5Mismatch": Rule(IntegrityError, "the body does not match its Content-MD5", REWRITE_HINT),
     "Crc64Mismatch": Rule(IntegrityError, "the body does not match its CRC-64", REWRITE_HINT),
     "InvalidMd5": Rule(IntegrityError, "the Content-MD5 is malformed", REWRITE_HINT),
+    "BlobArchived": Rule(
+        ProviderError, "the blob is in the Archive tier: it is offline and cannot be read until it "
+        "is rehydrated to an online tier", REHYDRATE_HINT,
+    ),
+    "BlobBeingRehydrated": Rule(
+        ProviderError, "the blob is being rehydrated from the Archive tier and is not readable yet",
+        "wait for the rehydration to finish (up to 15 hours at Standard priority; `az storage blob "
+        "show` reports archiveStatus until then), or read the copy another provider holds",
+    ),
     "ServerBusy": Rule(TransientError, "throttled", BUSY_HINT),
     "InternalError": Rule(TransientError, "a fault of the service", RETRY_HINT),
     "OperationTimedOut": Rule(TransientError, "the service timed out", RETRY_HINT),
@@ -94,6 +109,7 @@ CODES: dict[str, Rule] = {
 """Azure error code (`x-ms-error-code`) -> error class, reason, hint. A status no code names
 falls back to `_errors.from_status`; 412 / `ConditionNotMet` is a conditional create's
 `AlreadyExistsError`, or an `If-Match` read of a replaced blob."""
+_ARCHIVED = frozenset({"BlobArchived", "BlobBeingRehydrated"})
 _QUIETCODES = frozenset(k for k, r in CODES.items() if r.error is AuthenticationError)
 """Codes whose service message is not echoed (an AuthenticationFailed message quotes the
 request's signature and string-to-sign)."""
@@ -227,6 +243,11 @@ def map_error(
         if rule.error is AlreadyExistsError:
             return already_exists(ctx, code, status)
         hint = KEY_HINTS[auth_mode] if rule.hint == _AUTH else rule.hint
+        if code in _ARCHIVED:
+            message = f"{ctx.op} failed: {rule.reason}"
+            hint = (hint or "").replace("<container>", container or "<container>").replace(
+                "<key>", ctx.key or "<key>"
+            )
         if rule.error is ContainerNotFoundError:
             gone = "is being deleted" if code == "ContainerBeingDeleted" else "does not exist"
             message = f"{ctx.op} failed: container {container!r} {gone}" + (

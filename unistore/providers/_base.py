@@ -24,6 +24,7 @@ from .._download import download_streamed
 from .._errors import Context, NotFoundError, ProviderError
 from .._io import DigestLookup
 from .._multipart import Transfer
+from .._tiers import Service, Tier, canonical, for_provider
 from .._types import Kind, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
 from .._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
 
@@ -36,6 +37,8 @@ class BaseProvider(ABC):
     `transfer`."""
     network_hint: str = "check the network path to the service"
     """The fix an error names when a connection to the service fails (`unistore._request`)."""
+    tier_service: Service = "generic"
+    """Whose tier names this provider takes (`unistore._tiers`): `s3`, `azure`, or `generic`."""
 
     def __init__(
         self,
@@ -44,10 +47,14 @@ class BaseProvider(ABC):
         transfer: Transfer | None = None,
         overwrite: bool = True,
         budget: BufferBudget | None = None,
+        tier: str | None = None,
     ) -> None:
         self._name = name
         self.transfer = transfer or Transfer()
         self.overwrite = overwrite
+        self.tier = canonical(self.tier_service, tier) if tier else None
+        """The tier of every upload that names none (`AWS_S3_STORAGE_CLASS`,
+        `AZURE_STORAGE_ACCESS_TIER`); None: the service's default."""
         self.budget = budget or default_budget()
         self._info_cache: tuple[Transfer, ProviderInfo, ProviderInfo] | None = None
 
@@ -146,6 +153,7 @@ class BaseProvider(ABC):
         metadata: Mapping[str, str] | None,
         overwrite: bool | None,
         allow_empty: bool,
+        tier: Tier | None = None,
     ) -> PutOptions:
         check_key(key)
         return PutOptions(
@@ -154,7 +162,13 @@ class BaseProvider(ABC):
             overwrite=self.overwrite if overwrite is None else overwrite,
             allow_empty=allow_empty,
             digest=self.info.digests[0],
+            tier=self.resolve_tier(tier),
         )
+
+    def resolve_tier(self, tier: Tier | None) -> str | None:
+        """The tier an upload given `tier=` is stored in, in this service's spelling (see
+        `unistore._tiers`); `ValueError` naming the allowed values for one it cannot take."""
+        return for_provider(tier, self.name, self.tier_service, self.tier)
 
     async def upload_file(
         self,
@@ -166,10 +180,11 @@ class BaseProvider(ABC):
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo:
         if content_type is None:
             content_type = guess_content_type(path)
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
         size = await asyncio.to_thread(source_size, path)
         if size == 0 and not allow_empty:
             raise empty_source(key, path)
@@ -186,8 +201,9 @@ class BaseProvider(ABC):
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo:
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
         data = bytes(data) if not isinstance(data, bytes) else data
         if not data and not allow_empty:
             raise empty_source(key)
@@ -205,8 +221,9 @@ class BaseProvider(ABC):
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
         size_hint: int | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo:
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty)
+        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
         # a fan-out channel knows each chunk's digest (hashed once for every provider), of a kind
         # every provider of the fan-out accepts
         lookup = getattr(chunks, "digest", None)

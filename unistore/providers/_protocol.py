@@ -6,6 +6,9 @@ Guarantees every provider gives (tested for each one in `tests/contract/`):
 - `overwrite=False` is a conditional create on the service (never exists-then-put): an existing
   object is left untouched and `AlreadyExistsError` is raised.
 - `allow_empty=False` (the default) refuses an empty source before anything is written.
+- `tier=` (one value, or a mapping per provider name; see `unistore._tiers`) stores the object in
+  that tier; a value the provider cannot take is a `ValueError` before anything is written, and
+  `ObjectInfo.tier` reports the tier from `head` and `list` where the service says.
 - Uploads read their source once, in bounded memory, and never block the event loop.
 - What the service stored is checked against what was sent (the upload's digest: CRC-64,
   CRC32 or MD5, see `unistore._integrity`); a mismatch is an error.
@@ -24,6 +27,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from .._tiers import Tier
 from .._types import ObjectInfo, ProgressCallback, ProviderInfo
 
 __all__ = ["IncompleteUploadCleaner", "ObjectInfo", "ProgressCallback", "Provider", "ProviderInfo"]
@@ -60,6 +64,7 @@ class Provider(Protocol):
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo: ...
 
     async def upload_bytes(
@@ -72,6 +77,7 @@ class Provider(Protocol):
         overwrite: bool | None = None,
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo: ...
 
     async def upload_stream(
@@ -85,6 +91,7 @@ class Provider(Protocol):
         allow_empty: bool = False,
         progress: ProgressCallback | None = None,
         size_hint: int | None = None,
+        tier: Tier | None = None,
     ) -> ObjectInfo: ...
 
     async def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo: ...

@@ -36,6 +36,12 @@ _HINT_BUCKET = (
     "AWS_DEFAULT_REGION)"
 )
 HINT_NETWORK = "check AWS_ENDPOINT_URL and the network path to S3"
+HINT_RESTORE = (
+    "restore it first: S3 RestoreObject (`aws s3api restore-object --bucket {bucket} --key {key} "
+    "--restore-request Days=7`), which takes minutes (GLACIER, Expedited) to 48 hours (DEEP_ARCHIVE, "
+    "Bulk); read it again once `head-object` shows `ongoing-request=\"false\"`, or read the copy "
+    "another provider holds"
+)
 _ACTIONS = {
     "PutObject": "s3:PutObject",
     "CreateMultipartUpload": "s3:PutObject",
@@ -97,6 +103,17 @@ CODES: dict[str, Rule] = {
         ProviderError, "a single put above 5 GiB", "lower STORAGE_MULTIPART_THRESHOLD (single puts: 5 GiB)"
     ),
     "InvalidBucketName": Rule(ProviderError, "the bucket name is invalid", "check AWS_RECORDING_STORAGE_BUCKET_NAME"),
+    "InvalidObjectState": Rule(
+        ProviderError,
+        "the object is in an archive storage class (GLACIER, DEEP_ARCHIVE or an Intelligent-Tiering "
+        "archive tier) and not restored: it cannot be read until RestoreObject makes a copy readable",
+        HINT_RESTORE,
+    ),
+    "InvalidStorageClass": Rule(
+        ProviderError, "the service does not offer this storage class",
+        "set AWS_S3_STORAGE_CLASS (or the upload's tier=) to a class this bucket supports; "
+        "S3-compatible servers often accept only STANDARD and a few others",
+    ),
     "PermanentRedirect": Rule(
         ProviderError, "the bucket is in another region", "set AWS_DEFAULT_REGION to the bucket's region"
     ),
@@ -128,6 +145,10 @@ def map_error(exc: Exception, ctx: Context, bucket: str, location: str = "") -> 
         if code in _CONDITIONAL or status == 412:
             return precondition_failed(ctx, code, status, where)
         rule = CODES.get(code) or CODES.get(str(status))
+        if code == "InvalidObjectState" and rule is not None:
+            archived = f"{where} failed: {rule.reason}"
+            hint = rule.hint.format(bucket=bucket, key=ctx.key or "<key>") if rule.hint else None
+            return rule.error(archived, code=code, status=status, hint=hint, **fields)
         if rule is not None:
             mapped = rule.error(message, code=code, status=status, hint=rule.hint, **fields)
         elif status is not None:

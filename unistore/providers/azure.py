@@ -118,6 +118,14 @@ NO_CLEANUP_NOTE = (
 LIMITS = PartLimits(max_parts=50_000, min_part=1, max_part=4000 * MiB, max_single_put=MAX_PUT_BLOB)
 
 
+def _tier_name(tier: object) -> str | None:
+    """The SDK reports a blob's tier as a `StandardBlobTier` (a str enum) or a plain string."""
+    if not tier:
+        return None
+    value = getattr(tier, "value", tier)
+    return str(value)
+
+
 class AzureBlobProvider(BaseProvider):
     """Azure Blob Storage: one container, three auth modes (see `AzureSettings.auth_mode`)."""
 
@@ -139,8 +147,9 @@ class AzureBlobProvider(BaseProvider):
         budget: BufferBudget | None = None,
         name: str = "azure",
         checksum: Literal["auto", "crc64", "md5"] = "auto",
+        access_tier: str | None = None,
     ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
+        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=access_tier)
         # The auth-mode rules and the checks are those of AzureSettings, written once; nothing
         # is read from the environment here.
         self._settings = AzureSettings.given(
@@ -211,6 +220,7 @@ class AzureBlobProvider(BaseProvider):
             client_id=az.client_id,
             transfer=transfer,
             checksum=az.checksum,
+            access_tier=az.access_tier,
             **extra,
         )
 
@@ -335,6 +345,7 @@ class AzureBlobProvider(BaseProvider):
     # -- errors ------------------------------------------------------------------------
 
     network_hint = NETWORK_HINT
+    tier_service = "azure"
 
     def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
         account = self._service.account_name if self._service is not None else None
@@ -352,6 +363,7 @@ class AzureBlobProvider(BaseProvider):
             last_modified=headers.get("last_modified"),
             metadata=dict(opts.metadata),
             checksum=checksum,
+            tier=opts.tier,
         )
 
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
@@ -369,6 +381,8 @@ class AzureBlobProvider(BaseProvider):
             headers["x-ms-blob-content-type"] = opts.content_type
         if not opts.overwrite:
             headers["if-none-match"] = "*"  # a conditional create
+        if opts.tier:
+            headers["x-ms-access-tier"] = opts.tier
         headers.update({f"x-ms-meta-{name}": value for name, value in opts.metadata.items()})
         with mapped(self, "Put Blob", key, not opts.overwrite):
             answer = await put.put(key, data, headers)
@@ -405,10 +419,12 @@ class AzureBlobProvider(BaseProvider):
         self, handle: Any, key: str, parts: Sequence[Any], digests: Sequence[bytes], size: int, opts: PutOptions
     ) -> ObjectInfo:
         from azure.core import MatchConditions
-        from azure.storage.blob import ContentSettings
+        from azure.storage.blob import ContentSettings, StandardBlobTier
 
         blob = (await self._client()).get_blob_client(key)
         conditions: dict[str, Any] = {}
+        if opts.tier:
+            conditions["standard_blob_tier"] = StandardBlobTier(opts.tier)  # the SDK reads `.value`
         if not opts.overwrite:
             # If-None-Match: * (with IfMissing the SDK must not be given etag="*": it would
             # leave it in the call's options and pass it on to aiohttp)
@@ -443,6 +459,7 @@ class AzureBlobProvider(BaseProvider):
             last_modified=props.last_modified,
             metadata=dict(props.metadata or {}),
             checksum=("md5:" + bytes(md5).hex()) if md5 else None,
+            tier=_tier_name(props.blob_tier),
         )
 
     async def head(self, key: str) -> ObjectInfo:

@@ -43,8 +43,9 @@ class LocalProvider(BaseProvider):
         transfer: Transfer | None = None,
         overwrite: bool = True,
         budget: BufferBudget | None = None,
+        tier: str | None = None,
     ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
+        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=tier)
         self.root = Path(root).absolute()
         _check_root(self.root)
         self._staging = self.root / _RESERVED / "staging"
@@ -96,7 +97,7 @@ class LocalProvider(BaseProvider):
                 staged.unlink()
         finally:
             staged.unlink(missing_ok=True)
-        meta = {"content_type": opts.content_type, "metadata": opts.metadata, "checksum": checksum}
+        meta = {"content_type": opts.content_type, "metadata": opts.metadata, "checksum": checksum, "tier": opts.tier}
         meta_path = self._meta_path(key)
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = meta_path.with_name(meta_path.name + "." + uuid.uuid4().hex)
@@ -182,6 +183,7 @@ class LocalProvider(BaseProvider):
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
             metadata=meta.get("metadata") or {},
             checksum=checksum,
+            tier=meta.get("tier"),
         )
 
     async def head(self, key: str) -> ObjectInfo:

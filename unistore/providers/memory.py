@@ -40,8 +40,9 @@ class MemoryProvider(BaseProvider):
         transfer: Transfer | None = None,
         overwrite: bool = True,
         budget: BufferBudget | None = None,
+        tier: str | None = None,
     ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
+        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=tier)
         self.objects: dict[str, tuple[bytes, ObjectInfo]] = {}
         self.uploads: dict[int, _Upload] = {}
         self._ids = itertools.count(1)
@@ -62,6 +63,7 @@ class MemoryProvider(BaseProvider):
             last_modified=datetime.now(UTC),
             metadata=dict(opts.metadata),
             checksum=checksum,
+            tier=opts.tier,
         )
         self.objects[key] = (data, info)
         return info

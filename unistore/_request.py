@@ -105,9 +105,8 @@ async def _traced(
 def _request_done(
     tel: _telemetry.Telemetry, span: Any, attrs: dict[str, Any], attempts: int, code: str | None
 ) -> None:
-    span.set_attribute(_telemetry.ATTEMPTS, attempts)
     outcome = "ok" if code is None else "failed"
-    span.set_attribute(_telemetry.OUTCOME, outcome)
+    span.set_attributes({_telemetry.ATTEMPTS: attempts, _telemetry.OUTCOME: outcome})
     labels = {_telemetry.PROVIDER: attrs[_telemetry.PROVIDER], _telemetry.OPERATION: attrs[_telemetry.OPERATION],
               _telemetry.OUTCOME: outcome}
     if code is not None:

@@ -28,8 +28,10 @@ EventKind = Literal["provider_committed", "provider_failed", "upload_settled"]
 @dataclass(frozen=True, slots=True)
 class UploadEvent:
     """One step of an upload. `provider` is None for `upload_settled`, whose `ok` follows the
-    storage's `require` rule and whose `report` is the upload's report (None when the upload
-    was cancelled before it settled: `error_code` is then "cancelled")."""
+    storage's `require` rule and whose `report` is the upload's report. A cancelled upload
+    settles with `ok=False` and `error_code="cancelled"`: its `report` is None when cancelled
+    before every provider settled, the providers' outcomes when cancelled while the journal
+    record of a missed copy was being written."""
 
     kind: EventKind
     key: str

@@ -58,8 +58,9 @@ class Storage:
     object; `"any"` when at least one did; `"primary"` when the first provider did (the others
     are still attempted in the same call). Whenever some providers stored the object and others
     did not, the missed copies are recorded under `journal_prefix` in the providers that hold it
-    (`unistore._journal`) before the call returns, for `repair()` to finish. Use as an async
-    context manager, or call `aclose()`.
+    (`unistore._journal`) before the call returns, for `repair()` to finish. `on_event` is told
+    of each provider's outcome and then of the upload's (`unistore.UploadEvent`). Use as an
+    async context manager, or call `aclose()`.
     """
 
     def __init__(
@@ -246,7 +247,15 @@ class Storage:
                 duration_s=time.perf_counter() - began,
             )
             log.log_finished(len(report.succeeded), len(report.results))
-            report = await _journal.after_upload(self._providers, self.journal_prefix, report)
+            try:
+                report = await _journal.after_upload(self._providers, self.journal_prefix, report)
+            except asyncio.CancelledError as exc:  # the record is still written, in the background
+                _telemetry.upload_done(span, None, report.duration_s, exc)
+                emit_soon(self.on_event, UploadEvent(
+                    "upload_settled", key, False, duration_s=report.duration_s, error_code="cancelled",
+                    error="cancelled while the missed copies were being recorded", report=report,
+                ))
+                raise
             _telemetry.upload_done(span, report, report.duration_s, None)
         failed = report.errors
         first_error = next(iter(failed.values()), None) if not report.ok else None

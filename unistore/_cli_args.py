@@ -70,6 +70,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="storage tier: hot, cool, cold or archive on every provider, or one per provider "
         "(s3=STANDARD_IA,azure=Cool); default AWS_S3_STORAGE_CLASS / AZURE_STORAGE_ACCESS_TIER",
     )
+    upload.add_argument(
+        "--events", action="store_true",
+        help="with --json: JSON lines, one per upload event as it happens (provider_committed, provider_failed, "
+        "upload_settled), then the report as the last line",
+    )
 
     ls = sub.add_parser(
         "ls",

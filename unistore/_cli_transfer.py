@@ -57,6 +57,11 @@ async def upload(storage: Storage, args: argparse.Namespace, output: Output) -> 
             storage.resolve_tiers(options["tier"])
         except ValueError as exc:
             raise ConfigError(f"--tier: {exc}") from None
+    events = output.json_mode and args.events
+    if args.events and not output.json_mode:
+        raise ConfigError("upload --events streams JSON lines: add --json")
+    if events:
+        storage.on_event = lambda event: output.json_line(event.as_dict())
     with upload_progress(output, list(storage.providers), size) as progress:
         if from_stdin:
             chunks = stdin_chunks(storage.chunk_size)
@@ -66,6 +71,9 @@ async def upload(storage: Storage, args: argparse.Namespace, output: Output) -> 
         for name, result in report.results.items():
             progress.finish(name, result.ok)
     local_deleted = args.delete_local and not await asyncio.to_thread(path.exists)
+    if events:  # a stream of JSON lines: the report is its last line
+        output.json_line({"event": "report", **report_json(report, file=os.fspath(path), local_deleted=local_deleted)})
+        return 0 if report.ok else 1
     if output.json_mode:
         output.document(report_json(report, file=os.fspath(path), local_deleted=local_deleted))
         return 0 if report.ok else 1

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _telemetry
 from ._errors import AlreadyExistsError, ConfigError, ProviderError
 from ._keys import check_key
 from ._logging import redact
@@ -214,6 +215,7 @@ async def after_upload(providers: Mapping[str, Provider], prefix: str, report: U
     _writing.add(task)
     task.add_done_callback(_writing.discard)
     written = await asyncio.shield(task)
+    _telemetry.journal_written(written.ok)
     return dataclasses.replace(report, journal=written)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from . import _telemetry
 from ._deadline import with_request_deadline
 from ._errors import AuthenticationError, Context, ProviderError, UnistoreError, from_transport, short
 from ._retry import retry
@@ -59,7 +60,63 @@ async def call(
     with errors mapped; `size` (the body's bytes) puts the attempt under its request deadline,
     `conditional` marks a conditional create, whose precondition failure means the key is taken."""
     what = f"{op} of {key!r}" if key is not None else op
-    return await retry(_attempt, target.transfer.retry, what, target, op, key, fn, args, size, conditional)
+    tel = _telemetry.active()
+    if tel is None:
+        return await retry(_attempt, target.transfer.retry, what, target, op, key, fn, args, size, conditional)
+    return await _traced(tel, what, target, op, key, fn, args, size, conditional)
+
+
+async def _traced(
+    tel: _telemetry.Telemetry,
+    what: str,
+    target: Target,
+    op: str,
+    key: str | None,
+    fn: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    size: int | None,
+    conditional: bool,
+) -> T:
+    """`call` under a `unistore.request` span, counted in the request metrics."""
+    attempts = 0
+
+    async def counted(*attempt_args: Any) -> T:
+        nonlocal attempts
+        attempts += 1
+        return await _attempt(*attempt_args)
+
+    # "part 17": the operation is "part" (metric labels stay few), its number an attribute
+    operation = op.rstrip("0123456789")
+    attrs: dict[str, Any] = {_telemetry.PROVIDER: target.name, _telemetry.OPERATION: operation.rstrip() or op}
+    if len(operation) < len(op):
+        attrs["unistore.part_number"] = int(op[len(operation):])
+    if size is not None:
+        attrs[_telemetry.BYTES] = size
+    with tel.span("unistore.request", attrs) as span:
+        try:
+            result = await retry(counted, target.transfer.retry, what, target, op, key, fn, args, size, conditional)
+        except BaseException as exc:
+            code = _telemetry.error_code(exc)
+            _request_done(tel, span, attrs, attempts, code)
+            raise
+        _request_done(tel, span, attrs, attempts, None)
+        return result
+
+
+def _request_done(
+    tel: _telemetry.Telemetry, span: Any, attrs: dict[str, Any], attempts: int, code: str | None
+) -> None:
+    outcome = "ok" if code is None else "failed"
+    span.set_attributes({_telemetry.ATTEMPTS: attempts, _telemetry.OUTCOME: outcome})
+    labels = {_telemetry.PROVIDER: attrs[_telemetry.PROVIDER], _telemetry.OPERATION: attrs[_telemetry.OPERATION],
+              _telemetry.OUTCOME: outcome}
+    if code is not None:
+        tel.fail(span, code)
+        labels[_telemetry.ERROR_TYPE] = code
+    tel.requests.add(1, labels)
+    if attempts > 1:
+        tel.retries.add(attempts - 1, {_telemetry.PROVIDER: labels[_telemetry.PROVIDER],
+                                       _telemetry.OPERATION: labels[_telemetry.OPERATION]})
 
 
 async def _attempt(

@@ -627,6 +627,15 @@ class StorageSettings(_EnvSettings):
             "success; `unistore repair` reads and clears it."
         ),
     )
+    log_format: Annotated[Literal["text", "json"], _Lowered] = Field(
+        "text",
+        validation_alias="STORAGE_LOG_FORMAT",
+        description=(
+            "Format of the log lines unistore prints itself (the CLI's `-v`): `text`, or `json` (one "
+            "object per line: level, logger, message and the line's fields). Applications that configure "
+            "logging themselves use `unistore.JsonLogFormatter`."
+        ),
+    )
     local_root: Path = Field(
         Path("./storage"),
         validation_alias="STORAGE_LOCAL_ROOT",

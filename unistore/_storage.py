@@ -19,9 +19,10 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from . import _integrity, _journal
+from . import _integrity, _journal, _telemetry
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
+from ._events import EventCallback, UploadEvent, emit, emit_soon, error_code, failure_text
 from ._io import cut_part, file_chunks, read_range
 from ._multipart import PartSizer
 from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_order
@@ -58,8 +59,9 @@ class Storage:
     object; `"any"` when at least one did; `"primary"` when the first provider did (the others
     are still attempted in the same call). Whenever some providers stored the object and others
     did not, the missed copies are recorded under `journal_prefix` in the providers that hold it
-    (`unistore._journal`) before the call returns, for `repair()` to finish. Use as an async
-    context manager, or call `aclose()`.
+    (`unistore._journal`) before the call returns, for `repair()` to finish. `on_event` is told
+    of each provider's outcome and then of the upload's (`unistore.UploadEvent`). Use as an
+    async context manager, or call `aclose()`.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Storage:
         read_order: Sequence[str] | None = None,
         reserved_prefix: str = DEFAULT_RESERVED_PREFIX,
         journal_prefix: str | None = None,
+        on_event: EventCallback | None = None,
     ) -> None:
         items = list(providers.values()) if isinstance(providers, Mapping) else list(providers)
         if not items:
@@ -94,30 +97,36 @@ class Storage:
             reserved_prefix + "pending/" if journal_prefix is None else journal_prefix, reserved_prefix
         )
         self.fanout_lag_s = fanout_lag_s
+        _telemetry.refresh()
+        self.on_event: EventCallback | None = on_event
+        """Told of each provider's outcome and of the upload's (`unistore.UploadEvent`); a
+        function or a coroutine function."""
         self._reader = Reader(named, resolve_read_order(list(named), read_order), reserved_prefix)
 
     # -- construction ------------------------------------------------------------------
 
     @classmethod
-    def from_env(cls) -> Storage:
+    def from_env(cls, *, on_event: EventCallback | None = None) -> Storage:
         """Read and validate the environment (`StorageSettings`), then build the providers."""
         from ._settings import StorageSettings
 
-        return cls.from_settings(StorageSettings())
+        return cls.from_settings(StorageSettings(), on_event=on_event)
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings) -> Storage:
+    def from_settings(cls, settings: StorageSettings, *, on_event: EventCallback | None = None) -> Storage:
         from ._budget import default_budget
         from ._gcfreeze import set_freeze
         from .providers import build_providers
 
         default_budget().set_limit(int(settings.max_buffer_bytes))
         set_freeze(settings.gc_freeze)
+        log.apply_format(settings.log_format)
         return cls(
             build_providers(settings),
             require=settings.require,
             read_order=settings.read_providers,
             journal_prefix=settings.journal_prefix,
+            on_event=on_event,
         )
 
     @property
@@ -190,14 +199,32 @@ class Storage:
         self, provider: Provider, key: str, start: Callable[[], Awaitable[ObjectInfo]]
     ) -> ProviderResult:
         began = time.perf_counter()
-        try:
-            info = await start()
-        except Exception as exc:  # each provider's failure is its own result
+        with _telemetry.provider_span(provider.name) as span:
+            try:
+                info = await start()
+            except asyncio.CancelledError as exc:
+                elapsed = time.perf_counter() - began
+                _telemetry.provider_done(span, provider.name, elapsed, 0, exc)
+                emit_soon(self.on_event, UploadEvent(
+                    "provider_failed", key, False, provider.name, duration_s=elapsed,
+                    error_code="cancelled", error="cancelled",
+                ))
+                raise
+            except Exception as exc:  # each provider's failure is its own result
+                elapsed = time.perf_counter() - began
+                log.log_provider_failure(_label(provider), key, exc, provider.name)
+                _telemetry.provider_done(span, provider.name, elapsed, 0, exc)
+                await emit(self.on_event, UploadEvent(
+                    "provider_failed", key, False, provider.name, duration_s=elapsed,
+                    error_code=error_code(exc), error=failure_text(exc),
+                ))
+                return ProviderResult(provider=provider.name, ok=False, error=exc, duration_s=elapsed)
             elapsed = time.perf_counter() - began
-            log.log_provider_failure(_label(provider), key, exc)
-            return ProviderResult(provider=provider.name, ok=False, error=exc, duration_s=elapsed)
-        elapsed = time.perf_counter() - began
-        log.log_provider_success(_label(provider), key, info.size, elapsed)
+            log.log_provider_success(_label(provider), key, info.size, elapsed, provider.name)
+            _telemetry.provider_done(span, provider.name, elapsed, info.size, None)
+        await emit(self.on_event, UploadEvent(
+            "provider_committed", key, True, provider.name, bytes=info.size, duration_s=elapsed,
+        ))
         return ProviderResult(provider=provider.name, ok=True, info=info, duration_s=elapsed, bytes=info.size)
 
     async def _gather(
@@ -205,17 +232,45 @@ class Storage:
     ) -> UploadReport:
         began = time.perf_counter()
         log.log_uploading([_label(self._providers[n]) for n in starts])
-        results = await asyncio.gather(
-            *(self._run_one(self._providers[name], key, start) for name, start in starts.items())
-        )
-        report = UploadReport(
-            key=key,
-            results={r.provider: r for r in results},
-            require=self.require,
-            duration_s=time.perf_counter() - began,
-        )
-        log.log_finished(len(report.succeeded), len(report.results))
-        return await _journal.after_upload(self._providers, self.journal_prefix, report)
+        with _telemetry.upload_span(list(starts)) as span:
+            try:
+                results = await asyncio.gather(
+                    *(self._run_one(self._providers[name], key, start) for name, start in starts.items())
+                )
+            except asyncio.CancelledError as exc:
+                elapsed = time.perf_counter() - began
+                _telemetry.upload_done(span, None, elapsed, exc)
+                emit_soon(self.on_event, UploadEvent(
+                    "upload_settled", key, False, duration_s=elapsed, error_code="cancelled", error="cancelled",
+                ))
+                raise
+            report = UploadReport(
+                key=key,
+                results={r.provider: r for r in results},
+                require=self.require,
+                duration_s=time.perf_counter() - began,
+            )
+            log.log_finished(len(report.succeeded), len(report.results))
+            try:
+                report = await _journal.after_upload(self._providers, self.journal_prefix, report)
+            except asyncio.CancelledError as exc:  # the record is still written, in the background
+                _telemetry.upload_done(span, None, report.duration_s, exc)
+                emit_soon(self.on_event, UploadEvent(
+                    "upload_settled", key, False, duration_s=report.duration_s, error_code="cancelled",
+                    error="cancelled while the missed copies were being recorded", report=report,
+                ))
+                raise
+            _telemetry.upload_done(span, report, report.duration_s, None)
+        failed = report.errors
+        first_error = next(iter(failed.values()), None) if not report.ok else None
+        await emit(self.on_event, UploadEvent(
+            "upload_settled", key, report.ok, bytes=max((r.bytes for r in report.results.values()), default=0),
+            duration_s=report.duration_s,
+            error_code=error_code(first_error) if first_error is not None else None,
+            error=failure_text(first_error) if first_error is not None else None,
+            report=report,
+        ))
+        return report
 
     async def repair(
         self,

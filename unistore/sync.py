@@ -40,6 +40,7 @@ from ._tiers import Tier
 from ._types import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
+    from ._events import EventCallback
     from ._repair import RepairProgress, RepairReport
     from ._settings import StorageSettings
 
@@ -134,15 +135,16 @@ class SyncStorage:
         self._in_flight = 0
 
     @classmethod
-    def from_env(cls) -> SyncStorage:
-        """Read and validate the environment now (in the caller's thread), build on the loop."""
+    def from_env(cls, *, on_event: EventCallback | None = None) -> SyncStorage:
+        """Read and validate the environment now (in the caller's thread), build on the loop.
+        `on_event` (see `Storage`) is called on the storage's own loop thread."""
         from ._settings import StorageSettings
 
-        return cls.from_settings(StorageSettings())
+        return cls.from_settings(StorageSettings(), on_event=on_event)
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings) -> SyncStorage:
-        return cls(lambda: Storage.from_settings(settings))
+    def from_settings(cls, settings: StorageSettings, *, on_event: EventCallback | None = None) -> SyncStorage:
+        return cls(lambda: Storage.from_settings(settings, on_event=on_event))
 
     # -- the loop of this process ---------------------------------------------------------
 

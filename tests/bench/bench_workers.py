@@ -532,12 +532,33 @@ def _importtime_top(code: str, cwd: str, top: int = 8) -> list[list[Any]]:
     return [[name, us] for us, name in rows[:top]]
 
 
+def install_otel() -> None:
+    """Telemetry on (`unistore-otel`): the SDK as an application would set it up, with exporters
+    that keep nothing, so what is measured is unistore's recording plus the SDK's processing."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.stderr.write("usage: python -m tests.bench.bench_workers CASE CONFIG\n")
         return 2
     case_name, config = argv
     env = Env.from_environ(case_name, config)
+    if os.environ.get("BENCH_OTEL"):
+        install_otel()
     try:
         if env.case.kind == "import":
             run_import(env)

@@ -147,7 +147,9 @@ def test_a_forked_child_builds_its_own_loop(tmp_path: Path) -> None:
                 # the parent's loop thread does not exist here: a call through it would hang
                 ok = store.upload_bytes(b"child", "child.bin").ok
                 own = _loop_threads()
-                code = 0 if ok and own and own[0].ident not in {t.ident for t in parent_loop} else 2
+                # native ids: glibc hands a forked child the parent's thread stacks for reuse,
+                # so a new thread's `ident` (its pthread_t) can equal an old one's
+                code = 0 if ok and own and own[0].native_id not in {t.native_id for t in parent_loop} else 2
                 store.close()
                 if _loop_threads():
                     code = 3

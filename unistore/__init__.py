@@ -32,7 +32,7 @@ from ._logging import JsonLogFormatter
 from ._reads import ListedObject
 from ._report import ProviderResult, UploadReport
 from ._storage import Storage, StorageWriter
-from ._types import ObjectInfo, PartLimits, ProgressCallback, ProviderInfo
+from ._types import ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, UploadOptions
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ __all__ = [
     "TransientError",
     "UnistoreError",
     "UploadEvent",
+    "UploadOptions",
     "UploadReport",
     "__version__",
 ]

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self, Unpack
 
 from . import _integrity, _journal, _telemetry
 from . import _logging as log
@@ -29,9 +29,17 @@ from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_
 from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
-from ._tiers import Tier, check_names
-from ._types import ObjectInfo, ProgressCallback
-from ._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
+from ._tiers import check_names
+from ._types import ObjectInfo, Tier, UploadOptions
+from ._validate import (
+    check_content_type,
+    check_key,
+    check_metadata,
+    check_upload_options,
+    empty_source,
+    guess_content_type,
+    source_size,
+)
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
@@ -154,12 +162,7 @@ class Storage:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -294,24 +297,20 @@ class Storage:
         path: str | os.PathLike[str],
         key: str,
         *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
         delete_local: bool = False,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> UploadReport:
         """Upload a file to every provider, reading it once.
 
         `delete_local=True` removes the file only when every provider succeeded (whatever
-        `require` says); otherwise the file is kept and the report says why.
+        `require` says); otherwise the file is kept and the report says why. The options are
+        `UploadOptions`.
         """
-        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
+        opts = self._checked_options("upload_file", key, options)
         size = await asyncio.to_thread(source_size, path)
-        if size == 0 and not allow_empty:
+        if size == 0 and not opts.get("allow_empty", False):
             raise empty_source(key, path)
-        if content_type is None:
+        if opts.get("content_type") is None:
             opts["content_type"] = guess_content_type(path)
         providers = list(self._providers.values())
         if len(providers) == 1:
@@ -328,9 +327,7 @@ class Storage:
             await self._delete_local(path, report)
         return report
 
-    async def _fan_out_file(
-        self, path: str, key: str, size: int, opts: dict[str, Any]
-    ) -> UploadReport:
+    async def _fan_out_file(self, path: str, key: str, size: int, opts: UploadOptions) -> UploadReport:
         chunk = max(PartSizer(p.info.part_size, p.info.limits, size).size(1) for p in self._providers.values())
         kind = self.digest_kind
         tee = Tee(list(self._providers), FANOUT_DEPTH, kind)
@@ -362,12 +359,12 @@ class Storage:
         return report
 
     def _stream_starts(
-        self, tee: Tee, key: str, opts: Mapping[str, object], size_hint: int | None
+        self, tee: Tee, key: str, opts: UploadOptions, size_hint: int | None
     ) -> dict[str, Callable[[], Awaitable[ObjectInfo]]]:
         def start(provider: Provider, channel: Channel) -> Callable[[], Awaitable[ObjectInfo]]:
             async def run() -> ObjectInfo:
                 try:
-                    return await provider.upload_stream(channel, key, size_hint=size_hint, **opts)  # type: ignore[arg-type]
+                    return await provider.upload_stream(channel, key, size_hint=size_hint, **opts)
                 finally:
                     await channel.detach()
 
@@ -379,17 +376,12 @@ class Storage:
         self,
         data: bytes,
         key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> UploadReport:
-        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
+        """Upload `data` to every provider; the options are `UploadOptions`."""
+        opts = self._checked_options("upload_bytes", key, options)
         data = bytes(data) if not isinstance(data, bytes) else data
-        if not data and not allow_empty:
+        if not data and not opts.get("allow_empty", False):
             raise empty_source(key)
         return await self._gather(
             key, {p.name: _bound(p.upload_bytes, data, key, opts) for p in self._providers.values()}
@@ -399,19 +391,11 @@ class Storage:
         self,
         chunks: AsyncIterable[bytes],
         key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> UploadReport:
-        """Upload an async iterable of chunks to every provider, reading each chunk once."""
-        writer = self.open_writer(
-            key, content_type=content_type, metadata=metadata, overwrite=overwrite,
-            allow_empty=allow_empty, progress=progress, tier=tier,
-        )
+        """Upload an async iterable of chunks to every provider, reading each chunk once; the
+        options are `UploadOptions`."""
+        writer = StorageWriter(self, key, self._checked_options("upload_stream", key, options))
         async with writer:
             async for chunk in chunks:
                 await writer.write(chunk)
@@ -421,45 +405,29 @@ class Storage:
     def open_writer(
         self,
         key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> StorageWriter:
-        """An async context manager that streams chunks to every provider as they come.
+        """An async context manager that streams chunks to every provider as they come; the
+        options are `UploadOptions`.
 
         Leaving the block normally completes every upload and sets `writer.report`; an
         exception in the block, or cancellation, aborts every upload: nothing becomes visible.
         """
-        opts = self._checked_options(key, content_type, metadata, overwrite, allow_empty, progress, tier)
-        return StorageWriter(self, key, opts)
+        return StorageWriter(self, key, self._checked_options("open_writer", key, options))
 
-    def _checked_options(
-        self,
-        key: str,
-        content_type: str | None,
-        metadata: Mapping[str, str] | None,
-        overwrite: bool | None,
-        allow_empty: bool,
-        progress: ProgressCallback | None,
-        tier: Tier | None,
-    ) -> dict[str, Any]:
-        """Refuse a bad key, metadata, content type or tier before any provider starts, and
-        gather the options every provider's upload takes (`tier` only when given, so that a
-        provider written before tiers existed keeps working)."""
+    def _checked_options(self, method: str, key: str, options: UploadOptions) -> UploadOptions:
+        """Refuse an unknown option, a bad key, metadata, content type or tier before any
+        provider starts. The options go on to every provider as given (`tier` only when set,
+        so that a provider written before tiers existed keeps working)."""
+        check_upload_options(method, options)
         check_key(key)
-        check_metadata(metadata)
-        check_content_type(content_type)
-        opts: dict[str, Any] = {
-            "content_type": content_type, "metadata": metadata, "overwrite": overwrite,
-            "allow_empty": allow_empty, "progress": progress,
-        }
-        if tier is not None:
-            self.resolve_tiers(tier)
-            opts["tier"] = tier
+        check_metadata(options.get("metadata"))
+        check_content_type(options.get("content_type"))
+        opts = options.copy()
+        if opts.get("tier") is not None:
+            self.resolve_tiers(opts["tier"])
+        else:
+            opts.pop("tier", None)
         return opts
 
     def resolve_tiers(self, tier: Tier | None) -> dict[str, str | None]:
@@ -552,7 +520,7 @@ class Storage:
 class StorageWriter:
     """Streams written chunks to every provider; see `Storage.open_writer`."""
 
-    def __init__(self, storage: Storage, key: str, opts: dict[str, Any]) -> None:
+    def __init__(self, storage: Storage, key: str, opts: UploadOptions) -> None:
         self._storage = storage
         self.key = key
         self._opts = opts
@@ -644,7 +612,7 @@ class StorageWriter:
 
 
 def _bound(
-    method: Callable[..., Awaitable[ObjectInfo]], data: bytes, key: str, opts: Mapping[str, object]
+    method: Callable[..., Awaitable[ObjectInfo]], data: bytes, key: str, opts: UploadOptions
 ) -> Callable[[], Awaitable[ObjectInfo]]:
     return lambda: method(data, key, **opts)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+from ._types import Tier
+
 Service = Literal["s3", "azure", "generic"]
 
 S3_CLASSES = (
@@ -38,9 +40,6 @@ GENERIC: Mapping[str, Mapping[Service, str]] = {
 """A generic name per service. Each pair has the same minimum storage duration and the same
 kind of read-back: `cool` 30 days and online, `cold` 90 days and still online (milliseconds,
 GLACIER_IR), `archive` 180 days and offline until rehydrated (hours)."""
-
-Tier = str | Mapping[str, str]
-"""The `tier=` of an upload: one value for every provider, or one per provider name."""
 
 _OWN: Mapping[Service, tuple[str, ...]] = {"s3": S3_CLASSES, "azure": AZURE_TIERS, "generic": GENERIC_TIERS}
 _VARIABLE: Mapping[Service, str] = {"s3": "AWS_S3_STORAGE_CLASS", "azure": "AZURE_STORAGE_ACCESS_TIER"}

@@ -1,5 +1,6 @@
-"""The plain data every layer shares: what a service holds (`ObjectInfo`), how an upload is
-asked for (`PutOptions`), and what a provider declares about itself (`ProviderInfo`).
+"""The plain data every layer shares: what a service holds (`ObjectInfo`), how a caller asks
+for an upload (`UploadOptions`) and how a provider receives it (`PutOptions`), and what a
+provider declares about itself (`ProviderInfo`).
 
 A leaf module: it imports nothing else of unistore, so core modules and providers can both
 depend on it without depending on each other.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypedDict
 
 MiB = 1024 * 1024
 
@@ -19,6 +20,35 @@ Kind = Literal["md5", "crc32", "crc64"]
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 """Called as `(provider name, bytes done, total bytes or None)` as parts complete."""
+
+Tier = str | Mapping[str, str]
+"""The `tier=` of an upload: one value for every provider, or one per provider name (see
+`unistore._tiers`)."""
+
+
+class UploadOptions(TypedDict, total=False):
+    """The keyword options every upload takes: `Storage.upload_file`, `upload_bytes`,
+    `upload_stream` and `open_writer`, their `SyncStorage` twins, and each provider's uploads.
+    Written once here so the layers cannot drift apart; a name not listed is a `TypeError`
+    (`unistore._validate.check_upload_options`), as a misspelt keyword argument would be."""
+
+    content_type: str | None
+    """The object's Content-Type; None: guessed from a file's name, else the service default."""
+    metadata: Mapping[str, str] | None
+    """User metadata (ASCII names and values), stored with every copy."""
+    overwrite: bool | None
+    """False: refuse to replace an existing object (conditional create); None: the
+    `STORAGE_OVERWRITE` setting."""
+    allow_empty: bool
+    """Store a 0-byte source instead of refusing it (`EmptySourceError`). Default False."""
+    progress: ProgressCallback | None
+    """Called with each provider's progress as parts complete."""
+    tier: Tier | None
+    """The storage tier (S3 storage class, Azure access tier, or a generic name); None: the
+    provider's configured default."""
+
+
+UPLOAD_OPTION_NAMES: frozenset[str] = frozenset(UploadOptions.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)

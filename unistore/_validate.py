@@ -10,6 +10,7 @@ import stat
 from collections.abc import Mapping
 
 from ._errors import ConfigError, EmptySourceError, InvalidKeyError, SourceError
+from ._types import UPLOAD_OPTION_NAMES
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_KEY_BYTES = 1024
@@ -126,3 +127,25 @@ def empty_source(key: str, path: str | os.PathLike[str] | None = None) -> EmptyS
         f"{where} for {key!r} is empty (0 bytes): nothing was uploaded; pass allow_empty=True "
         "to store an empty object on purpose"
     )
+
+
+def check_upload_options(
+    method: str, options: Mapping[str, object], also: frozenset[str] = frozenset()
+) -> None:
+    """A `TypeError` for a keyword an upload does not take (`UploadOptions` plus `also`), as
+    Python raises for a misspelt keyword argument: `**options` would otherwise accept
+    `overwite=False` silently and replace the recording it was meant to protect."""
+    allowed = UPLOAD_OPTION_NAMES | also
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        import difflib  # only on the error path
+
+        hints = [
+            f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, allowed, 1))
+            else repr(name)
+            for name in unknown
+        ]
+        raise TypeError(
+            f"{method}() got an unexpected keyword argument {', '.join(hints)}; "
+            f"it takes {', '.join(sorted(allowed))}"
+        )

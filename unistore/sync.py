@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -36,8 +36,8 @@ from anyio.from_thread import BlockingPortal
 from ._reads import ListedObject
 from ._report import UploadReport
 from ._storage import Storage, StorageWriter
-from ._tiers import Tier
-from ._types import ObjectInfo, ProgressCallback
+from ._types import ObjectInfo, UploadOptions
+from ._validate import check_upload_options
 
 if TYPE_CHECKING:
     from ._events import EventCallback
@@ -206,57 +206,30 @@ class SyncStorage:
     # -- uploads ---------------------------------------------------------------------------
 
     def upload_file(
-        self,
-        path: str | os.PathLike[str],
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        delete_local: bool = False,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        self, path: str | os.PathLike[str], key: str, *, delete_local: bool = False, **options: Unpack[UploadOptions]
     ) -> UploadReport:
-        report: UploadReport = self._call(
-            self._storage.upload_file, path, key, content_type=content_type, metadata=metadata,
-            delete_local=delete_local, overwrite=overwrite, allow_empty=allow_empty, progress=progress,
-            tier=tier,
-        )
+        report: UploadReport = self._call(self._storage.upload_file, path, key, delete_local=delete_local, **options)
         return report
 
-    def upload_bytes(
-        self,
-        data: bytes,
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
-    ) -> UploadReport:
-        report: UploadReport = self._call(
-            self._storage.upload_bytes, data, key, content_type=content_type, metadata=metadata,
-            overwrite=overwrite, allow_empty=allow_empty, progress=progress, tier=tier,
-        )
+    def upload_bytes(self, data: bytes, key: str, **options: Unpack[UploadOptions]) -> UploadReport:
+        report: UploadReport = self._call(self._storage.upload_bytes, data, key, **options)
         return report
 
-    def upload_stream(self, chunks: Iterable[bytes], key: str, **opts: Any) -> UploadReport:
+    def upload_stream(self, chunks: Iterable[bytes], key: str, **options: Unpack[UploadOptions]) -> UploadReport:
         """Upload chunks from a blocking iterable (a Django `File.chunks()`, a socket reader):
         each chunk is handed to the loop as it is read, so memory stays bounded by the parts in
         flight, whatever the total size. An exception from the iterable aborts every upload."""
-        with self.open_writer(key, **opts) as writer:
+        with self.open_writer(key, **options) as writer:
             for chunk in chunks:
                 writer.write(chunk)
         assert writer.report is not None
         return writer.report
 
-    def open_writer(self, key: str, **opts: Any) -> SyncWriter:
+    def open_writer(self, key: str, **options: Unpack[UploadOptions]) -> SyncWriter:
         """A `with` block that streams `write(chunk)` calls to every provider; see
         `Storage.open_writer`. Its `UploadReport` is on `writer.report` after the block."""
-        return SyncWriter(self, key, opts)
+        check_upload_options("open_writer", options)
+        return SyncWriter(self, key, options)
 
     # -- reads, deletes, listings, presigned URLs: see `Storage` for the failover rules ----
 
@@ -380,7 +353,7 @@ class SyncWriter:
     """`SyncStorage.open_writer`: a `StorageWriter` driven from a blocking thread, one loop call
     per chunk (each waits while the slowest healthy provider is full)."""
 
-    def __init__(self, owner: SyncStorage, key: str, opts: dict[str, Any]) -> None:
+    def __init__(self, owner: SyncStorage, key: str, opts: UploadOptions) -> None:
         self._owner = owner
         self._key = key
         self._opts = opts

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from .. import _multipart
 from .._budget import BufferBudget, default_budget
@@ -25,8 +24,16 @@ from .._errors import Context, NotFoundError, ProviderError
 from .._io import DigestLookup
 from .._multipart import Transfer
 from .._tiers import Service, Tier, canonical, for_provider
-from .._types import Kind, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
-from .._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
+from .._types import Kind, ObjectInfo, PartLimits, ProviderInfo, PutOptions, UploadOptions
+from .._validate import (
+    check_content_type,
+    check_key,
+    check_metadata,
+    check_upload_options,
+    empty_source,
+    guess_content_type,
+    source_size,
+)
 
 
 class BaseProvider(ABC):
@@ -92,12 +99,7 @@ class BaseProvider(ABC):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- primitives a provider supplies --------------------------------------------------
@@ -146,23 +148,17 @@ class BaseProvider(ABC):
 
     # -- uploads -------------------------------------------------------------------------
 
-    def _options(
-        self,
-        key: str,
-        content_type: str | None,
-        metadata: Mapping[str, str] | None,
-        overwrite: bool | None,
-        allow_empty: bool,
-        tier: Tier | None = None,
-    ) -> PutOptions:
+    def _options(self, method: str, key: str, options: UploadOptions, also: frozenset[str] = frozenset()) -> PutOptions:
+        check_upload_options(method, options, also)
         check_key(key)
+        overwrite = options.get("overwrite")
         return PutOptions(
-            content_type=check_content_type(content_type),
-            metadata=check_metadata(metadata),
+            content_type=check_content_type(options.get("content_type")),
+            metadata=check_metadata(options.get("metadata")),
             overwrite=self.overwrite if overwrite is None else overwrite,
-            allow_empty=allow_empty,
+            allow_empty=options.get("allow_empty", False),
             digest=self.info.digests[0],
-            tier=self.resolve_tier(tier),
+            tier=self.resolve_tier(options.get("tier")),
         )
 
     def resolve_tier(self, tier: Tier | None) -> str | None:
@@ -171,43 +167,23 @@ class BaseProvider(ABC):
         return for_provider(tier, self.name, self.tier_service, self.tier)
 
     async def upload_file(
-        self,
-        path: str | os.PathLike[str],
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        self, path: str | os.PathLike[str], key: str, **options: Unpack[UploadOptions]
     ) -> ObjectInfo:
-        if content_type is None:
-            content_type = guess_content_type(path)
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
+        if options.get("content_type") is None:
+            options["content_type"] = guess_content_type(path)
+        opts = self._options("upload_file", key, options)
         size = await asyncio.to_thread(source_size, path)
-        if size == 0 and not allow_empty:
+        if size == 0 and not opts.allow_empty:
             raise empty_source(key, path)
-        upload = _multipart.put_file(self, os.fspath(path), key, size, opts, progress)
+        upload = _multipart.put_file(self, os.fspath(path), key, size, opts, options.get("progress"))
         return await under_upload_deadline(upload, self.transfer.upload_timeout, self.name, key)
 
-    async def upload_bytes(
-        self,
-        data: bytes,
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
-    ) -> ObjectInfo:
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
+    async def upload_bytes(self, data: bytes, key: str, **options: Unpack[UploadOptions]) -> ObjectInfo:
+        opts = self._options("upload_bytes", key, options)
         data = bytes(data) if not isinstance(data, bytes) else data
-        if not data and not allow_empty:
+        if not data and not opts.allow_empty:
             raise empty_source(key)
-        upload = _multipart.put_bytes(self, data, key, opts, progress)
+        upload = _multipart.put_bytes(self, data, key, opts, options.get("progress"))
         return await under_upload_deadline(upload, self.transfer.upload_timeout, self.name, key)
 
     async def upload_stream(
@@ -215,15 +191,10 @@ class BaseProvider(ABC):
         chunks: AsyncIterable[bytes],
         key: str,
         *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
         size_hint: int | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> ObjectInfo:
-        opts = self._options(key, content_type, metadata, overwrite, allow_empty, tier)
+        opts = self._options("upload_stream", key, options)
         # a fan-out channel knows each chunk's digest (hashed once for every provider), of a kind
         # every provider of the fan-out accepts
         lookup = getattr(chunks, "digest", None)
@@ -233,7 +204,7 @@ class BaseProvider(ABC):
             digest = lookup
             opts = replace(opts, digest=kind)
         paced = source_time_excluded(aiter(chunks))
-        upload = _multipart.put_stream(self, paced, key, opts, progress, size_hint, digest)
+        upload = _multipart.put_stream(self, paced, key, opts, options.get("progress"), size_hint, digest)
         return await under_upload_deadline(upload, self.transfer.upload_timeout, self.name, key)
 
     # -- downloads and checks ------------------------------------------------------------

@@ -6,6 +6,7 @@ Guarantees every provider gives (tested for each one in `tests/contract/`):
 - `overwrite=False` is a conditional create on the service (never exists-then-put): an existing
   object is left untouched and `AlreadyExistsError` is raised.
 - `allow_empty=False` (the default) refuses an empty source before anything is written.
+- The upload options are `UploadOptions` (a name it does not list is a `TypeError`).
 - `tier=` (one value, or a mapping per provider name; see `unistore._tiers`) stores the object in
   that tier; a value the provider cannot take is a `ValueError` before anything is written, and
   `ObjectInfo.tier` reports the tier from `head` and `list` where the service says.
@@ -22,13 +23,12 @@ Guarantees every provider gives (tested for each one in `tests/contract/`):
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, Unpack, runtime_checkable
 
-from .._tiers import Tier
-from .._types import ObjectInfo, ProgressCallback, ProviderInfo
+from .._types import ObjectInfo, ProgressCallback, ProviderInfo, UploadOptions
 
 __all__ = ["IncompleteUploadCleaner", "ObjectInfo", "ProgressCallback", "Provider", "ProviderInfo"]
 
@@ -55,43 +55,18 @@ class Provider(Protocol):
     ) -> None: ...
 
     async def upload_file(
-        self,
-        path: str | os.PathLike[str],
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
+        self, path: str | os.PathLike[str], key: str, **options: Unpack[UploadOptions]
     ) -> ObjectInfo: ...
 
-    async def upload_bytes(
-        self,
-        data: bytes,
-        key: str,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
-        tier: Tier | None = None,
-    ) -> ObjectInfo: ...
+    async def upload_bytes(self, data: bytes, key: str, **options: Unpack[UploadOptions]) -> ObjectInfo: ...
 
     async def upload_stream(
         self,
         chunks: AsyncIterable[bytes],
         key: str,
         *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        overwrite: bool | None = None,
-        allow_empty: bool = False,
-        progress: ProgressCallback | None = None,
         size_hint: int | None = None,
-        tier: Tier | None = None,
+        **options: Unpack[UploadOptions],
     ) -> ObjectInfo: ...
 
     async def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo: ...

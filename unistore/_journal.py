@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -201,8 +201,15 @@ async def write_record(providers: Sequence[Provider], record: PendingRecord) -> 
     return JournalWrite(record.journal_key, written, errors)
 
 
-_writing: set[asyncio.Future[JournalWrite]] = set()
-"""Record writes whose caller was cancelled: kept referenced until they finish."""
+_writing: dict[asyncio.Future[JournalWrite], tuple[Provider, ...]] = {}
+"""Record writes in flight, with the providers they write to: kept referenced until they
+finish (a cancelled caller leaves them running), and waited for by `Storage.aclose`."""
+
+
+def writes_to(providers: Iterable[Provider]) -> set[asyncio.Future[JournalWrite]]:
+    """The record writes still running to any of `providers`."""
+    wanted = {id(p) for p in providers}
+    return {task for task, targets in _writing.items() if any(id(t) in wanted for t in targets)}
 
 
 async def after_upload(providers: Mapping[str, Provider], prefix: str, report: UploadReport) -> UploadReport:
@@ -211,9 +218,10 @@ async def after_upload(providers: Mapping[str, Provider], prefix: str, report: U
     record = record_for(report, prefix) if report.operation == "upload" else None
     if record is None:
         return report
-    task = asyncio.ensure_future(write_record([providers[name] for name in record.held], record))
-    _writing.add(task)
-    task.add_done_callback(_writing.discard)
+    targets = tuple(providers[name] for name in record.held)
+    task = asyncio.ensure_future(write_record(list(targets), record))
+    _writing[task] = targets
+    task.add_done_callback(lambda done: _writing.pop(done, None))
     written = await asyncio.shield(task)
     _telemetry.journal_written(written.ok)
     return dataclasses.replace(report, journal=written)

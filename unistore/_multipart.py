@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -349,8 +349,8 @@ async def _abort(
     # If we are cancelled again while aborting, the abort still finishes in the background;
     # the set keeps a reference so the task is not garbage-collected mid-flight.
     task = asyncio.ensure_future(attempt())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    _background[task] = backend
+    task.add_done_callback(_forget)
     current = asyncio.current_task()
     if current is not None and current.cancelling():
         # Cancelled already (STORAGE_UPLOAD_TIMEOUT, or the caller): a cancellation is delivered
@@ -362,4 +362,17 @@ async def _abort(
     await asyncio.shield(task)
 
 
-_background: set[asyncio.Future[None]] = set()
+_background: dict[asyncio.Future[None], PartBackend] = {}
+"""Aborts still running after their caller returned or was cancelled, with their provider:
+kept referenced so they are not garbage-collected mid-flight, and waited for by
+`Storage.aclose` before it closes the provider's connections (`aborts_of`)."""
+
+
+def _forget(task: asyncio.Future[None]) -> None:
+    _background.pop(task, None)
+
+
+def aborts_of(backends: Iterable[object]) -> set[asyncio.Future[None]]:
+    """The background aborts still running for any of `backends`."""
+    wanted = {id(b) for b in backends}
+    return {task for task, backend in _background.items() if id(backend) in wanted}

@@ -17,9 +17,9 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, Unpack
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
-from . import _integrity, _journal, _telemetry
+from . import _integrity, _journal, _multipart, _telemetry
 from . import _logging as log
 from ._errors import ConfigError, FanOutError
 from ._events import EventCallback, UploadEvent, emit, emit_soon, error_code, failure_text
@@ -166,12 +166,33 @@ class Storage:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close every provider, after the work a cancelled upload left running on them (an
+        abort of its multipart upload, the record of a missed copy) has finished, or
+        `ABORT_TIMEOUT_S` has passed: closed connections would turn those into orphaned parts
+        billed on S3, or a missed copy nobody repairs."""
+        await self._settle_background()
         results = await asyncio.gather(
             *(p.aclose() for p in self._providers.values()), return_exceptions=True
         )
         for provider, result in zip(self._providers.values(), results, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("closing %s failed: %s", provider.name, log.redact(str(result)))
+
+    async def _settle_background(self) -> None:
+        from ._deadline import ABORT_TIMEOUT_S
+
+        providers = list(self._providers.values())
+        pending: set[asyncio.Future[Any]] = {*_multipart.aborts_of(providers), *_journal.writes_to(providers)}
+        if not pending:
+            return
+        logger.info("closing: waiting for %d abort(s) or record write(s) of cancelled uploads", len(pending))
+        _, late = await asyncio.wait(pending, timeout=ABORT_TIMEOUT_S)
+        if late:
+            logger.warning(
+                "closing after %ss with %d abort(s) or record write(s) still running: "
+                "`unistore cleanup --older-than SECONDS` and `unistore repair --full` finish their work",
+                ABORT_TIMEOUT_S, len(late),
+            )
 
     @property
     def digest_kind(self) -> _integrity.Kind:

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import _telemetry
 from ._errors import AlreadyExistsError, ConfigError, ProviderError
-from ._keys import check_key
 from ._logging import redact
 from ._reads import DEFAULT_RESERVED_PREFIX
+from ._validate import check_key
 
 if TYPE_CHECKING:
     from ._report import UploadReport

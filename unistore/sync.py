@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -41,7 +41,7 @@ from ._types import ObjectInfo, ProgressCallback
 
 if TYPE_CHECKING:
     from ._events import EventCallback
-    from ._repair import RepairProgress, RepairReport
+    from ._repair import RepairOptions, RepairReport
     from ._settings import StorageSettings
 
 EXIT_GRACE_S = 30.0
@@ -334,19 +334,9 @@ class SyncStorage:
         url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
         return url
 
-    def repair(
-        self,
-        prefix: str = "",
-        *,
-        dry_run: bool = False,
-        full: bool = False,
-        progress: RepairProgress | None = None,
-        min_age_s: float = 0.0,
-    ) -> RepairReport:
+    def repair(self, prefix: str = "", **options: Unpack[RepairOptions]) -> RepairReport:
         """`Storage.repair`, blocking; `progress` is called on the portal's thread."""
-        report: RepairReport = self._call(
-            self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s
-        )
+        report: RepairReport = self._call(self._storage.repair, prefix, **options)
         return report
 
     # -- life cycle ------------------------------------------------------------------------

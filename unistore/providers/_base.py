@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 from .. import _multipart
 from .._budget import BufferBudget, default_budget
@@ -27,6 +27,16 @@ from .._multipart import Transfer
 from .._tiers import Service, Tier, canonical, for_provider
 from .._types import Kind, ObjectInfo, PartLimits, ProgressCallback, ProviderInfo, PutOptions
 from .._validate import check_content_type, check_key, check_metadata, empty_source, guess_content_type, source_size
+
+
+class ProviderOptions(TypedDict, total=False):
+    """The constructor keywords every built-in provider passes on to `BaseProvider` (their
+    defaults and meaning are `BaseProvider`'s)."""
+
+    transfer: Transfer | None
+    overwrite: bool
+    budget: BufferBudget | None
+    tier: str | None
 
 
 class BaseProvider(ABC):

@@ -19,11 +19,12 @@ resend off, transport timeouts, one pool of `max(64, 4 x STORAGE_MAX_CONCURRENCY
   two uploads to one key never mix their blocks; the commit (Put Block List, through the SDK)
   names exactly our blocks, in order. There is no abort: uncommitted blocks are never visible,
   and the service discards them after 7 days.
-- **Presigned URLs are SAS URLs**: a service SAS signed with the account key where there is
-  one, a user delegation SAS under managed identity.
+- **Presigned URLs are SAS URLs** (`_azure_sas`): a service SAS signed with the account key
+  where there is one, a user delegation SAS under managed identity.
+- Listings and blob properties as `ObjectInfo`: `_azure_listing`.
 - Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
-  the `_CODES` table, the shared fallbacks). Messages are built from codes and names; anything
-  echoed from the SDK is redacted.
+  the code table of `_azure_errors`, the shared fallbacks). Messages are built from codes and
+  names; anything echoed from the SDK is redacted.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ never resend a request by themselves (`_http.botocore_session_class`). botocore 
 with no timeout at all.
 
 Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
-the code table of `_s3_errors`, the shared fallbacks).
+the code table of `_s3_errors`, the shared fallbacks). What S3 must echo for an upload to count
+as verified is in `_s3_checksums`; the listings, page by page, in `_s3_listing`.
 """
 
 from __future__ import annotations

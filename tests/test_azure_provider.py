@@ -414,10 +414,10 @@ async def test_user_delegation_sas_under_managed_identity(
             "2026-10-06, which azure-storage-blob 12.31 uses"
         )
     assert (status, body) == (200, b"delegated")
-    key = provider._delegation
+    key = provider._sas.delegation
     assert key is not None
     await provider.presigned_url("udk.txt", expires_in=600)
-    assert provider._delegation is key, "one delegation key serves every URL it outlives"
+    assert provider._sas.delegation is key, "one delegation key serves every URL it outlives"
     with pytest.raises(ConfigError):
         await provider.presigned_url("udk.txt", expires_in=8 * 24 * 3600)
 
@@ -478,8 +478,8 @@ async def test_one_client_for_concurrent_first_use(make_azure_provider: MakeProv
 
 
 async def test_list_follows_every_page(make_azure_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(azure_module, "LIST_PAGE_SIZE", 2)
     provider = make_azure_provider()
+    provider.list_page_size = 2
     for i in range(5):
         await provider.upload_bytes(b"x", f"page/{i}", metadata={"n": str(i)})
     await provider.upload_bytes(b"x", "other")

@@ -34,6 +34,7 @@ from unistore._errors import (
 from unistore._multipart import MiB, PutOptions, Transfer
 from unistore._settings import S3Settings, StorageSettings
 from unistore.providers import ObjectInfo
+from unistore.providers._s3_checksums import verify_put
 from unistore.providers._s3_errors import CODES as _CODES
 from unistore.providers.s3 import S3Provider
 
@@ -201,16 +202,17 @@ async def test_our_own_comparison_with_what_the_service_echoes(make_s3_provider:
     provider = make_s3_provider()
     sent, stored = b"sent", b"stored"
     with pytest.raises(IntegrityError, match="digest mismatch"):
-        provider._verify("k", "part 1", "md5", _integrity.md5(sent), {"ETag": f'"{_integrity.md5(stored).hex()}"'})
+        etag = {"ETag": f'"{_integrity.md5(stored).hex()}"'}
+        verify_put(provider.name, "k", "part 1", "md5", _integrity.md5(sent), etag)
     with pytest.raises(IntegrityError, match="digest mismatch"):
         echoed = {"x-amz-checksum-crc32": _integrity.b64(_integrity.crc32(stored))}
-        provider._verify("k", "part 1", "crc32", _integrity.crc32(sent), echoed)
+        verify_put(provider.name, "k", "part 1", "crc32", _integrity.crc32(sent), echoed)
     # a server that ignores x-amz-checksum-crc32 echoes nothing: unverifiable, and the fix is named
     with pytest.raises(IntegrityError, match="AWS_S3_CHECKSUM=md5") as caught:
-        provider._verify("k", "upload", "crc32", _integrity.crc32(sent), {"ETag": '"abc"'})
+        verify_put(provider.name, "k", "upload", "crc32", _integrity.crc32(sent), {"ETag": '"abc"'})
     assert caught.value.code == "ChecksumNotEchoed"
     good = {"x-amz-checksum-crc32": _integrity.b64(_integrity.crc32(sent))}
-    provider._verify("k", "part 1", "crc32", _integrity.crc32(sent), good)
+    verify_put(provider.name, "k", "part 1", "crc32", _integrity.crc32(sent), good)
 
 
 async def test_md5_mode_for_servers_without_flexible_checksums(make_s3_provider: Factory) -> None:

@@ -7,18 +7,28 @@ import argparse
 import math
 from typing import Any, TypeVar
 
-COMMANDS = ("upload", "ls", "get", "rm", "presign", "doctor")
 DEFAULT_DOCTOR_TIMEOUT_S = 10.0
 P = TypeVar("P", bound=argparse.ArgumentParser)
 
 
-def positive_seconds(value: str) -> float:
+def _float_seconds(value: str) -> float:
     try:
-        seconds = float(value)
+        return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+
+
+def positive_seconds(value: str) -> float:
+    seconds = _float_seconds(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds above 0")
+    return seconds
+
+
+def seconds_or_zero(value: str) -> float:
+    seconds = _float_seconds(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds, 0 or more")
     return seconds
 
 

@@ -11,10 +11,11 @@ record, or with `--dry-run` work to do), 2 bad arguments or environment (`_cli_r
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
+
+from ._cli_args import seconds_or_zero
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -42,22 +43,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     repair.add_argument("--full", action="store_true", help="also compare the providers' listings under PREFIX")
     repair.add_argument(
         "--min-age",
-        type=_seconds,
+        type=seconds_or_zero,
         default=0.0,
         metavar="SECONDS",
         help="with --full, leave alone keys changed less than SECONDS ago (an upload may still be "
         "carrying them to the other providers; default 0)",
     )
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds, 0 or more")
-    return seconds
 
 
 def _size(n: int) -> str:

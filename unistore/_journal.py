@@ -22,21 +22,22 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _telemetry
 from ._errors import AlreadyExistsError, ConfigError, ProviderError
-from ._keys import check_key
 from ._logging import redact
 from ._reads import DEFAULT_RESERVED_PREFIX
+from ._validate import check_key
 
 if TYPE_CHECKING:
     from ._report import UploadReport
     from .providers._protocol import ObjectInfo, Provider
 
 logger = logging.getLogger("unistore")
+T = TypeVar("T")
 
 RESERVED_PREFIX = DEFAULT_RESERVED_PREFIX
 """Keys under this prefix are unistore's own (the journal): never listed as recordings."""
@@ -248,30 +249,36 @@ async def list_records(
     async def keys(provider: Provider) -> list[str]:
         return [info.key async for info in provider.list(prefix) if info.key.endswith(".json")]
 
-    outcomes = await asyncio.gather(*(keys(p) for p in providers), return_exceptions=True)
+    listed, errors = await _on_each(providers, keys)
     holders: dict[str, list[str]] = {}
-    errors: dict[str, BaseException] = {}
-    for provider, outcome in zip(providers, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, Exception):
-                raise outcome
-            errors[provider.name] = outcome
-            continue
-        for key in outcome:
-            holders.setdefault(key, []).append(provider.name)
+    for name, found in listed.items():
+        for key in found:
+            holders.setdefault(key, []).append(name)
     return dict(sorted(holders.items())), errors
 
 
 async def remove_record(providers: Sequence[Provider], journal_key: str) -> dict[str, BaseException]:
     """Delete the record everywhere it is; returns the providers where that failed."""
-    outcomes = await asyncio.gather(*(p.delete(journal_key) for p in providers), return_exceptions=True)
+    _, errors = await _on_each(providers, lambda provider: provider.delete(journal_key))
+    return errors
+
+
+async def _on_each(
+    providers: Sequence[Provider], step: Callable[[Provider], Awaitable[T]]
+) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """`step` on every provider at once: each one's result (in the given order) and each one's
+    error. A cancellation or an exit is raised, not collected."""
+    outcomes = await asyncio.gather(*(step(p) for p in providers), return_exceptions=True)
+    results: dict[str, T] = {}
     errors: dict[str, BaseException] = {}
     for provider, outcome in zip(providers, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
             errors[provider.name] = outcome
-    return errors
+        else:
+            results[provider.name] = outcome
+    return results, errors
 
 
 def summary(record: PendingRecord) -> dict[str, Any]:

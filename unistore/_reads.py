@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from . import _logging as log
 from ._errors import ConfigError, FanOutError, NotFoundError
-from ._keys import check_key
 from ._report import ProviderResult, UploadReport
+from ._validate import PRESIGN_METHODS, check_key
 from .providers._protocol import ObjectInfo, Provider
 
 logger = logging.getLogger("unistore")
@@ -34,7 +34,6 @@ T = TypeVar("T")
 DEFAULT_RESERVED_PREFIX = ".unistore/"
 """Keys under this prefix belong to unistore itself (the repair journal): never listed."""
 
-PRESIGN_METHODS = ("GET", "PUT")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from . import _integrity, _journal
 from ._budget import default_budget
@@ -599,6 +599,16 @@ async def _settle_records(storage: Storage, plan: _Plan, report: RepairReport) -
             report.resolved.append(journal_key)
 
 
+
+class RepairOptions(TypedDict, total=False):
+    """The keywords of `repair`, as `Storage.repair` and `SyncStorage.repair` pass them on (their
+    defaults and meaning are `repair`'s)."""
+
+    dry_run: bool
+    full: bool
+    progress: RepairProgress | None
+    min_age_s: float
+
 async def repair(
     storage: Storage,
     prefix: str = "",
@@ -622,4 +632,4 @@ async def repair(
     return report
 
 
-__all__ = ["Conflict", "Copied", "Failed", "RepairProgress", "RepairReport", "difference", "repair"]
+__all__ = ["Conflict", "Copied", "Failed", "RepairOptions", "RepairProgress", "RepairReport", "difference", "repair"]

@@ -21,7 +21,7 @@ error context is built only when a request fails.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from . import _telemetry
 from ._deadline import with_request_deadline
@@ -47,6 +47,10 @@ class Target(Protocol):
     def map_error(self, exc: Exception, ctx: Context) -> ProviderError | None: ...
 
 
+_Request: TypeAlias = tuple[Target, str, str | None, Callable[..., Awaitable[T]], tuple[Any, ...], int | None, bool]
+"""`_attempt`'s arguments: target, op, key, fn, args, size, conditional."""
+
+
 async def call(
     target: Target,
     op: str,
@@ -63,21 +67,12 @@ async def call(
     tel = _telemetry.active()
     if tel is None:
         return await retry(_attempt, target.transfer.retry, what, target, op, key, fn, args, size, conditional)
-    return await _traced(tel, what, target, op, key, fn, args, size, conditional)
+    return await _traced(tel, what, (target, op, key, fn, args, size, conditional))
 
 
-async def _traced(
-    tel: _telemetry.Telemetry,
-    what: str,
-    target: Target,
-    op: str,
-    key: str | None,
-    fn: Callable[..., Awaitable[T]],
-    args: tuple[Any, ...],
-    size: int | None,
-    conditional: bool,
-) -> T:
+async def _traced(tel: _telemetry.Telemetry, what: str, request: _Request[T]) -> T:
     """`call` under a `unistore.request` span, counted in the request metrics."""
+    target, op, _, _, _, size, _ = request
     attempts = 0
 
     async def counted(*attempt_args: Any) -> T:
@@ -94,7 +89,7 @@ async def _traced(
         attrs[_telemetry.BYTES] = size
     with tel.span("unistore.request", attrs) as span:
         try:
-            result = await retry(counted, target.transfer.retry, what, target, op, key, fn, args, size, conditional)
+            result = await retry(counted, target.transfer.retry, what, *request)
         except BaseException as exc:
             code = _telemetry.error_code(exc)
             _request_done(tel, span, attrs, attempts, code)

@@ -43,7 +43,7 @@ from ._validate import (
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
-    from ._repair import RepairProgress, RepairReport
+    from ._repair import RepairOptions, RepairReport
     from ._settings import StorageSettings
 
 logger = logging.getLogger("unistore")
@@ -296,22 +296,14 @@ class Storage:
         ))
         return report
 
-    async def repair(
-        self,
-        prefix: str = "",
-        *,
-        dry_run: bool = False,
-        full: bool = False,
-        progress: RepairProgress | None = None,
-        min_age_s: float = 0.0,
-    ) -> RepairReport:
+    async def repair(self, prefix: str = "", **options: Unpack[RepairOptions]) -> RepairReport:
         """Copy every missed copy under `prefix` from a provider that holds it to those that
         lack it: the journal's pending records, then with `full=True` every key the providers'
         listings disagree on (but those changed less than `min_age_s` ago, which an upload may
         still be carrying to the others). See `unistore._repair`."""
         from ._repair import repair
 
-        return await repair(self, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s)
+        return await repair(self, prefix, **options)
 
     async def upload_file(
         self,

@@ -149,3 +149,20 @@ def check_upload_options(
             f"{method}() got an unexpected keyword argument {', '.join(hints)}; "
             f"it takes {', '.join(sorted(allowed))}"
         )
+
+
+PRESIGN_METHODS = ("GET", "PUT")
+
+
+def check_presign(key: str, expires_in: int, method: str, max_seconds: int | None = None) -> str:
+    """The upper-cased method of a presigned URL of `key` valid `expires_in` seconds (at most
+    `max_seconds`, when the service has a limit), once the request is known to be one."""
+    check_key(key)
+    verb = method.upper()
+    if verb not in PRESIGN_METHODS:
+        raise ConfigError(f"presigned URLs support GET and PUT, not {method!r}")
+    if max_seconds is None and expires_in <= 0:
+        raise ConfigError(f"expires_in must be a positive number of seconds (got {expires_in})")
+    if max_seconds is not None and not 1 <= expires_in <= max_seconds:
+        raise ConfigError(f"expires_in must be 1 to {max_seconds} seconds (got {expires_in})")
+    return verb

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import typing
@@ -41,16 +40,6 @@ def __getattr__(name: str) -> str:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds, 0 or more")
-    return seconds
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (what is wrong, where the help is), not the usage
     block first: the line is what an operator or a probe's log shows."""
@@ -65,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload recordings to AWS S3, Azure Blob Storage, or both, as the environment says.",
     )
     sub = parser.add_subparsers(dest="command")
-    from ._cli_args import add_commands, common_options
+    from ._cli_args import add_commands, common_options, seconds_or_zero
 
     common = common_options(_Parser)
     add_commands(sub, common)
@@ -83,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.add_argument(
         "--older-than",
-        type=_seconds,
+        type=seconds_or_zero,
         required=True,
         metavar="SECONDS",
         help="only uploads started at least this long ago; keep it above your longest upload "

@@ -41,7 +41,7 @@ from ._validate import check_upload_options
 
 if TYPE_CHECKING:
     from ._events import EventCallback
-    from ._repair import RepairProgress, RepairReport
+    from ._repair import RepairOptions, RepairReport
     from ._settings import StorageSettings
 
 EXIT_GRACE_S = 30.0
@@ -307,19 +307,9 @@ class SyncStorage:
         url: str = self._call(self._storage.presigned_url, key, expires_in, method, provider=provider)
         return url
 
-    def repair(
-        self,
-        prefix: str = "",
-        *,
-        dry_run: bool = False,
-        full: bool = False,
-        progress: RepairProgress | None = None,
-        min_age_s: float = 0.0,
-    ) -> RepairReport:
+    def repair(self, prefix: str = "", **options: Unpack[RepairOptions]) -> RepairReport:
         """`Storage.repair`, blocking; `progress` is called on the portal's thread."""
-        report: RepairReport = self._call(
-            self._storage.repair, prefix, dry_run=dry_run, full=full, progress=progress, min_age_s=min_age_s
-        )
+        report: RepairReport = self._call(self._storage.repair, prefix, **options)
         return report
 
     # -- life cycle ------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._types import ObjectInfo
+from ._from_settings import build_providers
 from ._protocol import Provider
 
 if TYPE_CHECKING:
-    from .._settings import StorageSettings
     from .azure import AzureBlobProvider
     from .local import LocalProvider
     from .memory import MemoryProvider
@@ -38,42 +38,3 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def build_providers(settings: StorageSettings) -> list[Provider]:
-    """One provider per name in `STORAGE_UPLOAD_MODE`, configured from `settings`."""
-    from .._multipart import Transfer
-    from .._retry import RetryPolicy
-
-    transfer = Transfer(
-        threshold=int(settings.multipart_threshold),
-        chunk_size=int(settings.chunk_size),
-        max_concurrency=settings.max_concurrency,
-        retry=RetryPolicy(attempts=settings.retry_attempts, deadline=settings.retry_deadline),
-        upload_timeout=settings.upload_timeout,
-        read_timeout=settings.read_timeout,
-        min_send_rate=int(settings.min_send_rate),
-    )
-    providers: list[Provider] = []
-    for name in settings.providers:
-        if name == "s3":
-            from .s3 import S3Provider
-
-            assert settings.s3 is not None
-            providers.append(S3Provider.from_settings(settings.s3, settings, transfer=transfer))
-        elif name == "azure":
-            from .azure import AzureBlobProvider
-
-            assert settings.azure is not None
-            providers.append(AzureBlobProvider.from_settings(settings.azure, settings, transfer=transfer))
-        elif name == "local":
-            from .local import LocalProvider
-
-            providers.append(
-                LocalProvider(settings.local_root, transfer=transfer, overwrite=settings.overwrite)
-            )
-        elif name == "memory":
-            from .memory import MemoryProvider
-
-            providers.append(MemoryProvider(transfer=transfer, overwrite=settings.overwrite))
-    return providers

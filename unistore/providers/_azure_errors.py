@@ -29,8 +29,8 @@ from .._errors import (
     connection_failed,
     from_status,
     precondition_failed,
+    short,
 )
-from .._logging import redact
 from ._azure_put import Refused
 
 if TYPE_CHECKING:
@@ -182,9 +182,7 @@ def code_of(exc: BaseException) -> str | None:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return redact(line)[:300]
+    return short(getattr(exc, "message", None) or exc) or type(exc).__name__
 
 
 def identity_reason(error: BaseException) -> str:
@@ -192,8 +190,8 @@ def identity_reason(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
         if line.startswith("ManagedIdentityCredential"):
-            return redact(line)[:300]
-    return redact(lines[0])[:300] if lines else type(error).__name__
+            return short(line)
+    return short(lines[0]) if lines else type(error).__name__
 
 
 def map_error(

@@ -14,7 +14,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
-from typing import Any, Self, Unpack
+from typing import Any, Self, TypedDict, Unpack
 
 from .. import _multipart
 from .._budget import BufferBudget, default_budget
@@ -34,6 +34,16 @@ from .._validate import (
     guess_content_type,
     source_size,
 )
+
+
+class ProviderOptions(TypedDict, total=False):
+    """The constructor keywords every built-in provider passes on to `BaseProvider` (their
+    defaults and meaning are `BaseProvider`'s)."""
+
+    transfer: Transfer | None
+    overwrite: bool
+    budget: BufferBudget | None
+    tier: str | None
 
 
 class BaseProvider(ABC):

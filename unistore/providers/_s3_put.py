@@ -14,7 +14,7 @@ What is taken from botocore, so that both paths agree:
   locally, so the endpoint rules (path or virtual host, region, FIPS, custom endpoint) are
   botocore's;
 - the error mapping: an error answer is parsed into botocore's `ClientError` shape and goes
-  through `S3Provider._map_errors`, like every SDK error.
+  through `S3Provider.map_error` (`unistore._request.mapped`), like every SDK error.
 
 What it does not do, refused when the provider is built (`check_bucket_name`) or an upload starts
 (`refuse_encryption_metadata`), naming the fix: access-point, Multi-Region Access Point and

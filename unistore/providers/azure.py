@@ -19,11 +19,12 @@ resend off, transport timeouts, one pool of `max(64, 4 x STORAGE_MAX_CONCURRENCY
   two uploads to one key never mix their blocks; the commit (Put Block List, through the SDK)
   names exactly our blocks, in order. There is no abort: uncommitted blocks are never visible,
   and the service discards them after 7 days.
-- **Presigned URLs are SAS URLs**: a service SAS signed with the account key where there is
-  one, a user delegation SAS under managed identity.
+- **Presigned URLs are SAS URLs** (`_azure_sas`): a service SAS signed with the account key
+  where there is one, a user delegation SAS under managed identity.
+- Listings and blob properties as `ObjectInfo`: `_azure_listing`.
 - Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
-  the `_CODES` table, the shared fallbacks). Messages are built from codes and names; anything
-  echoed from the SDK is redacted.
+  the code table of `_azure_errors`, the shared fallbacks). Messages are built from codes and
+  names; anything echoed from the SDK is redacted.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import SecretStr
@@ -45,28 +45,24 @@ from pydantic import SecretStr
 from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
 from .._download import fetch_ranges, short_read
-from .._errors import (
-    ConfigError,
-    Context,
-    MissingDependencyError,
-    NotFoundError,
-    ProviderError,
-    UnistoreError,
-)
+from .._errors import Context, MissingDependencyError, NotFoundError, ProviderError, UnistoreError
 from .._multipart import Transfer
 from .._request import call, mapped
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
-from .._validate import check_key
+from .._validate import check_key, check_presign
 from ._azure_errors import NETWORK_HINT, TokenSource, map_error
+from ._azure_listing import blob_info, list_blobs
 from ._azure_put import DIGEST_HEADER, BlobPut
+from ._azure_sas import SasSigner
 from ._base import BaseProvider
+from ._from_settings import azure_provider
 from ._http import close_session, drain_to_file, new_session
 
 if TYPE_CHECKING:
     import aiohttp
     from azure.core.credentials_async import AsyncTokenCredential
-    from azure.storage.blob import BlobProperties, UserDelegationKey
+    from azure.storage.blob import BlobProperties
     from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 logger = logging.getLogger("unistore.azure")
@@ -84,12 +80,8 @@ ranges, 0.26 in 32 MiB ones), and Azurite's own CPU per request is similar; 32 M
 a 128 MiB recording four ranges in flight."""
 POOL_MIN = 64
 """Smallest connection pool: room for a fan-in of small uploads beside the parts in flight."""
-LIST_PAGE_SIZE: int | None = None
-"""Blobs per List Blobs page; None: the service's default (5000)."""
-DELEGATION_KEY_MAX = timedelta(days=7)
-"""A user delegation key (and so its SAS) is valid for at most 7 days."""
-_SAS_SKEW = timedelta(minutes=5)
 _READ_BLOCK = 256 * 1024
+
 
 @dataclass(frozen=True)
 class _Blocks:
@@ -118,17 +110,11 @@ NO_CLEANUP_NOTE = (
 LIMITS = PartLimits(max_parts=50_000, min_part=1, max_part=4000 * MiB, max_single_put=MAX_PUT_BLOB)
 
 
-def _tier_name(tier: object) -> str | None:
-    """The SDK reports a blob's tier as a `StandardBlobTier` (a str enum) or a plain string."""
-    if not tier:
-        return None
-    value = getattr(tier, "value", tier)
-    return str(value)
-
-
 class AzureBlobProvider(BaseProvider):
     """Azure Blob Storage: one container, three auth modes (see `AzureSettings.auth_mode`)."""
 
+    list_page_size: int | None = None
+    """Blobs per List Blobs page; None: the service's default (5000)."""
 
     def __init__(
         self,
@@ -188,8 +174,7 @@ class AzureBlobProvider(BaseProvider):
         self._credential: AsyncTokenCredential | None = None
         self._session: aiohttp.ClientSession | None = None
         self._blob_put: BlobPut | None = None
-        self._delegation: UserDelegationKey | None = None
-        self._delegation_expiry: datetime | None = None
+        self._sas = SasSigner(self.auth_mode, self.container)
         if self.auth_mode == "managed_identity":
             logger.info("Using managed identity authentication for Azure Storage")
         elif self.auth_mode == "connection_string":
@@ -204,25 +189,8 @@ class AzureBlobProvider(BaseProvider):
     def from_settings(
         cls, az: AzureSettings, root: StorageSettings | None = None, *, transfer: Transfer | None = None
     ) -> AzureBlobProvider:
-        extra: dict[str, Any] = {}
-        if root is not None:
-            extra = {
-                "connect_timeout": root.connect_timeout,
-                "read_timeout": root.read_timeout,
-                "overwrite": root.overwrite,
-            }
-        return cls(
-            container=az.require_container(),
-            account_name=az.account_name,
-            connection_string=az.connection_string,
-            account_key=az.account_key,
-            account_url=az.account_url,
-            client_id=az.client_id,
-            transfer=transfer,
-            checksum=az.checksum,
-            access_tier=az.access_tier,
-            **extra,
-        )
+        """A provider configured from the `AZURE_*` settings (and the root `STORAGE_*` ones)."""
+        return azure_provider(cls, az, root, transfer)
 
     def __repr__(self) -> str:
         account = self._settings.account_name or "-"
@@ -447,25 +415,10 @@ class AzureBlobProvider(BaseProvider):
 
     # -- reads -------------------------------------------------------------------------
 
-    def _info(self, props: BlobProperties) -> ObjectInfo:
-        settings = props.content_settings
-        md5 = settings.content_md5 if settings is not None else None
-        etag = props.etag
-        return ObjectInfo(
-            key=props.name,
-            size=int(props.size or 0),
-            etag=unquote_etag(etag),
-            content_type=settings.content_type if settings is not None else None,
-            last_modified=props.last_modified,
-            metadata=dict(props.metadata or {}),
-            checksum=("md5:" + bytes(md5).hex()) if md5 else None,
-            tier=_tier_name(props.blob_tier),
-        )
-
     async def head(self, key: str) -> ObjectInfo:
         check_key(key)
         props = await call(self, "Get Blob Properties", key, self._properties, key)
-        return replace(self._info(props), key=key)
+        return replace(blob_info(props), key=key)
 
     async def _properties(self, key: str) -> BlobProperties:
         return await (await self._client()).get_blob_client(key).get_blob_properties()
@@ -528,82 +481,16 @@ class AzureBlobProvider(BaseProvider):
         except NotFoundError:
             pass
 
-    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Every blob under `prefix`, page by page (each page one request, retried on its own)."""
-        token: str | None = None
-        while True:
-            items, token = await call(self, "List Blobs", None, self._page, prefix, token)
-            for props in items:
-                yield self._info(props)
-            if not token:
-                return
-
-    async def _page(self, prefix: str, token: str | None) -> tuple[Sequence[BlobProperties], str | None]:
-        pager = (await self._client()).list_blobs(
-            name_starts_with=prefix or None, include=["metadata"], results_per_page=LIST_PAGE_SIZE
-        ).by_page(continuation_token=token)
-        items = [props async for props in await anext(pager)]
-        return items, pager.continuation_token  # type: ignore[attr-defined]
+        return list_blobs(self, prefix)
 
     # -- SAS ---------------------------------------------------------------------------
 
     async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str:
-        """A SAS URL: GET may read the blob, PUT may create or replace it (`x-ms-blob-type:
-        BlockBlob` is required on the PUT, as for any Put Blob)."""
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        check_key(key)
-        verb = method.upper()
-        if verb == "GET":
-            permission = BlobSasPermissions(read=True)
-        elif verb == "PUT":
-            permission = BlobSasPermissions(create=True, write=True)
-        else:
-            raise ConfigError(f"presigned_url supports GET and PUT, not {method!r}")
-        if expires_in <= 0:
-            raise ConfigError(f"expires_in must be a positive number of seconds (got {expires_in})")
+        """A SAS URL (`_azure_sas`): GET may read the blob, PUT may create or replace it
+        (`x-ms-blob-type: BlockBlob` is required on the PUT, as for any Put Blob)."""
+        verb = check_presign(key, expires_in, method)
         container = await self._client()
         assert self._service is not None
-        # the service client's account name: a BlobClient's is wrong for path-style (IP) URLs
-        # such as Azurite's ('devstoreaccount1/container')
-        account = self._service.account_name or ""
-        now = datetime.now(UTC)
-        start, expiry = now - _SAS_SKEW, now + timedelta(seconds=expires_in)
-        blob = container.get_blob_client(key)
-        signing: dict[str, Any]
-        if self.auth_mode == "managed_identity":
-            if expires_in > DELEGATION_KEY_MAX.total_seconds():
-                raise ConfigError(
-                    "a user delegation SAS (managed identity) is valid for at most 7 days: "
-                    f"lower expires_in (got {expires_in} s)"
-                )
-            signing = {"user_delegation_key": await self._delegation_key(expiry)}
-        else:
-            account_key = getattr(self._service.credential, "account_key", None)
-            if not account_key:
-                raise ConfigError(
-                    "presigned URLs need an account key or managed identity: "
-                    "AZURE_STORAGE_CONNECTION_STRING has only a SharedAccessSignature",
-                    variables=["AZURE_STORAGE_CONNECTION_STRING"],
-                )
-            signing = {"account_key": account_key}
-        sas = generate_blob_sas(
-            account, self.container, key, permission=permission, start=start, expiry=expiry, **signing
-        )
-        return f"{blob.url}?{sas}"
-
-    async def _delegation_key(self, expiry: datetime) -> UserDelegationKey:
-        """A user delegation key valid until at least `expiry`, reused while it lasts."""
-        if self._delegation is not None and self._delegation_expiry and self._delegation_expiry >= expiry:
-            return self._delegation
-        assert self._service is not None
-        now = datetime.now(UTC)
-        # at least an hour, so that a burst of short-lived URLs shares one key
-        key_expiry = min(max(expiry, now + timedelta(hours=1)), now + DELEGATION_KEY_MAX)
-        delegation = await call(
-            self, "Get User Delegation Key", None, self._service.get_user_delegation_key, now - _SAS_SKEW, key_expiry
-        )
-        self._delegation, self._delegation_expiry = delegation, key_expiry
-        return delegation
-
-
+        return await self._sas.url(self, self._service, container.get_blob_client(key).url, key, expires_in, verb)

@@ -12,15 +12,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from .. import _integrity
-from .._budget import BufferBudget
 from .._errors import AlreadyExistsError, ConfigError, InvalidKeyError, NotFoundError
-from .._multipart import Transfer
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
 from .._validate import check_key
-from ._base import BaseProvider
+from ._base import BaseProvider, ProviderOptions
 
 _RESERVED = ".unistore"
 _INTERNAL = ("staging", "meta")
@@ -36,16 +34,9 @@ class LocalProvider(BaseProvider):
     )
 
     def __init__(
-        self,
-        root: str | os.PathLike[str] = "./storage",
-        *,
-        name: str = "local",
-        transfer: Transfer | None = None,
-        overwrite: bool = True,
-        budget: BufferBudget | None = None,
-        tier: str | None = None,
+        self, root: str | os.PathLike[str] = "./storage", *, name: str = "local", **options: Unpack[ProviderOptions]
     ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=tier)
+        super().__init__(name=name, **options)
         self.root = Path(root).absolute()
         _check_root(self.root)
         self._staging = self.root / _RESERVED / "staging"
@@ -55,12 +46,12 @@ class LocalProvider(BaseProvider):
 
     def path_for(self, key: str) -> Path:
         """The file that holds `key`; keys that would leave the root are refused."""
-        check_key(key)
+        check_key(key)  # also refuses empty, '.' and '..' segments (and so a leading '/')
         parts = key.split("/")
-        if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        if "\\" in key:
             raise InvalidKeyError(
-                f"object key {key!r} is not usable by the local provider: use '/'-separated "
-                "names without empty, '.' or '..' segments, not starting with '/'"
+                f"object key {key!r} is not usable by the local provider: a '\\' separates folders "
+                "on some systems; use '/' between names"
             )
         if parts[0] == _RESERVED and (len(parts) == 1 or parts[1] in _INTERNAL):
             raise InvalidKeyError(

@@ -8,20 +8,18 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 from .. import _integrity
-from .._budget import BufferBudget
 from .._errors import AlreadyExistsError, NotFoundError
-from .._multipart import Transfer
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions
 from .._validate import check_key
-from ._base import BaseProvider
+from ._base import BaseProvider, ProviderOptions
 
 
 @dataclass
-class _Upload:
+class _PendingUpload:
     key: str
     opts: PutOptions
     parts: dict[int, bytes] = field(default_factory=dict)
@@ -33,18 +31,10 @@ class MemoryProvider(BaseProvider):
         limits=PartLimits(max_parts=10_000, min_part=1, max_part=5 * 1024 * MiB, max_single_put=sys.maxsize),
     )
 
-    def __init__(
-        self,
-        *,
-        name: str = "memory",
-        transfer: Transfer | None = None,
-        overwrite: bool = True,
-        budget: BufferBudget | None = None,
-        tier: str | None = None,
-    ) -> None:
-        super().__init__(name=name, transfer=transfer, overwrite=overwrite, budget=budget, tier=tier)
+    def __init__(self, *, name: str = "memory", **options: Unpack[ProviderOptions]) -> None:
+        super().__init__(name=name, **options)
         self.objects: dict[str, tuple[bytes, ObjectInfo]] = {}
-        self.uploads: dict[int, _Upload] = {}
+        self.uploads: dict[int, _PendingUpload] = {}
         self._ids = itertools.count(1)
         self.closed = False
 
@@ -73,7 +63,7 @@ class MemoryProvider(BaseProvider):
 
     async def _start_parts(self, key: str, opts: PutOptions) -> Any:
         upload_id = next(self._ids)
-        self.uploads[upload_id] = _Upload(key, opts)
+        self.uploads[upload_id] = _PendingUpload(key, opts)
         return upload_id
 
     async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any:

@@ -18,7 +18,8 @@ never resend a request by themselves (`_http.botocore_session_class`). botocore 
 with no timeout at all.
 
 Every request goes through `unistore._request` (deadline, retry, this file's `map_error` over
-the code table of `_s3_errors`, the shared fallbacks).
+the code table of `_s3_errors`, the shared fallbacks). What S3 must echo for an upload to count
+as verified is in `_s3_checksums`; the listings, page by page, in `_s3_listing`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import dataclasses
 import math
 import os
 import ssl
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
@@ -41,10 +41,8 @@ from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
 from .._download import fetch_ranges
 from .._errors import (
-    ConfigError,
     ContainerNotFoundError,
     Context,
-    IntegrityError,
     MissingDependencyError,
     NotFoundError,
     ProviderError,
@@ -56,10 +54,13 @@ from .._multipart import Transfer
 from .._request import call, mapped
 from .._settings import AddressingStyle, S3Settings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
-from .._validate import check_key
+from .._validate import check_key, check_presign
 from ._base import BaseProvider
+from ._from_settings import s3_provider
 from ._http import botocore_session_class, drain_to_file, env_proxy, new_session
+from ._s3_checksums import checksum_headers, verify_multipart, verify_put
 from ._s3_errors import HINT_NETWORK, map_error
+from ._s3_listing import head_info, list_objects, stale_uploads
 from ._s3_put import Credentials, SignedPut, Signer, refuse_encryption_metadata
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ READ_CHUNK = 1 * MiB
 """Size of the chunks `iter_bytes` yields (the last may be smaller)."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most 7 days."""
+
 
 def _import_sdk() -> tuple[Any, Any]:
     """aioboto3 and aiobotocore's config class, or the pip command that installs them."""
@@ -96,7 +98,6 @@ LIMITS = PartLimits(max_parts=10_000, min_part=5 * MiB, max_part=5 * 1024 * MiB,
 
 class S3Provider(BaseProvider):
     """Uploads to one S3 bucket. See the module docstring for the SDK settings it changes."""
-
 
     list_page_size: int = 1000
     """Keys per ListObjectsV2 page (S3's maximum is 1000)."""
@@ -185,34 +186,10 @@ class S3Provider(BaseProvider):
 
     @classmethod
     def from_settings(
-        cls,
-        s3: S3Settings,
-        root: StorageSettings | None = None,
-        *,
-        transfer: Transfer | None = None,
+        cls, s3: S3Settings, root: StorageSettings | None = None, *, transfer: Transfer | None = None
     ) -> S3Provider:
         """A provider configured from the `AWS_*` settings (and the root `STORAGE_*` ones)."""
-        extra: dict[str, Any] = {}
-        if root is not None:
-            extra = {
-                "connect_timeout": root.connect_timeout,
-                "read_timeout": root.read_timeout,
-                "overwrite": root.overwrite,
-            }
-        return cls(
-            bucket=s3.require_bucket(),
-            region=s3.region,
-            endpoint_url=s3.endpoint_url,
-            access_key_id=s3.access_key_id,
-            secret_access_key=s3.secret_access_key,
-            session_token=s3.session_token,
-            addressing_style=s3.addressing_style,
-            checksum_calculation=s3.checksum_calculation,
-            checksum=s3.checksum,
-            storage_class=s3.storage_class,
-            transfer=transfer,
-            **extra,
-        )
+        return s3_provider(cls, s3, root, transfer)
 
     def __repr__(self) -> str:
         where = f" endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
@@ -335,35 +312,9 @@ class S3Provider(BaseProvider):
 
     # -- uploads -------------------------------------------------------------------------
 
-    def _checksum_headers(self, kind: _integrity.Kind, digest: bytes) -> dict[str, str]:
-        if kind == "crc32":
-            return {"x-amz-checksum-crc32": _integrity.b64(digest)}
-        return {"content-md5": _integrity.b64(digest)}
-
-    def _not_echoed(self, key: str, said: str) -> IntegrityError:
-        return IntegrityError(
-            f"{said}, so the upload cannot be verified", provider=self.name, key=key, code="ChecksumNotEchoed",
-            hint="this S3-compatible server lacks flexible checksums: set AWS_S3_CHECKSUM=md5",
-        )
-
-    def _verify(self, key: str, what: str, kind: _integrity.Kind, digest: bytes, answer: Mapping[str, str]) -> None:
-        """Compare our digest with the one S3 returned. For CRC32, the echoed
-        `x-amz-checksum-crc32` (a server that ignores the header echoes nothing, and then nothing
-        vouches for the bytes: refused, naming the fix). For MD5, the ETag when it is one (under
-        SSE-KMS it is not, and then S3's own Content-MD5 check is what vouches for the bytes)."""
-        if kind == "crc32":
-            echoed = answer.get("x-amz-checksum-crc32")
-            if echoed is None:
-                raise self._not_echoed(key, f"{what}: the server did not confirm the CRC32 it stored")
-            _integrity.verify(self.name, key, what, _integrity.b64(digest), echoed)
-            return
-        etag = (unquote_etag(answer.get("ETag")) or "").lower()
-        if _integrity.MD5_ETAG.match(etag):
-            _integrity.verify(self.name, key, what, digest.hex(), etag)
-
     async def _put_object(self, key: str, data: bytes, digest: bytes, opts: PutOptions) -> ObjectInfo:
         refuse_encryption_metadata(opts.metadata)
-        headers = self._checksum_headers(opts.digest, digest)
+        headers = checksum_headers(opts.digest, digest)
         headers.update({f"x-amz-meta-{name.lower()}": value for name, value in opts.metadata.items()})
         if opts.content_type:
             headers["content-type"] = opts.content_type
@@ -372,7 +323,7 @@ class S3Provider(BaseProvider):
         if opts.tier:
             headers["x-amz-storage-class"] = opts.tier
         answer = await self._send_body(key, "PutObject", data, headers, conditional=not opts.overwrite)
-        self._verify(key, "upload", opts.digest, digest, answer)
+        verify_put(self.name, key, "upload", opts.digest, digest, answer)
         return ObjectInfo(
             key=key, size=len(data), etag=unquote_etag(answer.get("ETag")), content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=_integrity.label(opts.digest, digest), tier=opts.tier,
@@ -395,10 +346,10 @@ class S3Provider(BaseProvider):
     async def _put_part(self, handle: Any, number: int, data: bytes, digest: bytes) -> Any:
         upload: _Upload = handle
         answer = await self._send_body(
-            upload.key, "UploadPart", data, self._checksum_headers(upload.kind, digest),
+            upload.key, "UploadPart", data, checksum_headers(upload.kind, digest),
             query={"partNumber": str(number), "uploadId": upload.upload_id},
         )
-        self._verify(upload.key, f"part {number}", upload.kind, digest, answer)
+        verify_put(self.name, upload.key, f"part {number}", upload.kind, digest, answer)
         token = {"PartNumber": number, "ETag": answer.get("ETag")}
         if upload.kind == "crc32":
             token["ChecksumCRC32"] = _integrity.b64(digest)
@@ -435,12 +386,7 @@ class S3Provider(BaseProvider):
             if info.checksum != checksum and not (not crc and (info.etag or "").lower() == expected):
                 raise
             etag, stored = info.etag, expected
-        if crc:
-            if stored is None:
-                raise self._not_echoed(key, "multipart upload: the server did not confirm the parts' composite CRC32")
-            _integrity.verify(self.name, key, "multipart upload", expected, stored)
-        elif etag and _integrity.MULTIPART_ETAG.match(etag.lower()):
-            _integrity.verify(self.name, key, "multipart upload", expected, etag.lower())
+        verify_multipart(self.name, key, crc, expected, stored, etag)
         return ObjectInfo(
             key=key, size=size, etag=etag, content_type=opts.content_type,
             metadata=dict(opts.metadata), checksum=checksum if crc else (_integrity.s3_etag_checksum(etag) or checksum),
@@ -468,39 +414,14 @@ class S3Provider(BaseProvider):
         (leftovers of crashed processes: S3 bills their parts until they are aborted). Returns
         how many were aborted; `on_abort(key, initiated)` is called after each abort. Keep
         `older_than` above the longest upload in progress."""
-        now = time.time()
-        stale: list[tuple[_Upload, datetime | None]] = []
-        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = await call(self, "ListMultipartUploads", None, self._api, "list_multipart_uploads", params)
-            for upload in page.get("Uploads") or []:
-                started: datetime | None = upload.get("Initiated")
-                if older_than <= 0 or started is None or now - started.timestamp() >= older_than:
-                    stale.append((_Upload(upload["Key"], upload["UploadId"]), started))
-            if not page.get("IsTruncated"):
-                break
-            params["KeyMarker"] = page.get("NextKeyMarker", "")
-            params["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
-        for upload, started in stale:
-            await call(self, "AbortMultipartUpload", upload.key, self._abort_parts, upload, upload.key)
+        stale = await stale_uploads(self, prefix, older_than)
+        for key, upload_id, started in stale:
+            await call(self, "AbortMultipartUpload", key, self._abort_parts, _Upload(key, upload_id), key)
             if on_abort is not None:
-                on_abort(upload.key, started)
+                on_abort(key, started)
         return len(stale)
 
     # -- reads ---------------------------------------------------------------------------
-
-    def _info(self, key: str, response: dict[str, Any]) -> ObjectInfo:
-        etag = unquote_etag(response.get("ETag"))
-        return ObjectInfo(
-            key=key,
-            size=int(response.get("ContentLength") or 0),
-            etag=etag,
-            content_type=response.get("ContentType"),
-            last_modified=response.get("LastModified"),
-            metadata=dict(response.get("Metadata") or {}),
-            checksum=_integrity.s3_crc32_checksum(response.get("ChecksumCRC32")) or _integrity.s3_etag_checksum(etag),
-            tier=response.get("StorageClass") or "STANDARD",  # S3 omits the header for STANDARD
-        )
 
     async def _api(self, method: str, params: dict[str, Any]) -> Any:
         """One botocore call, for `_request.call` (the client is made on first use)."""
@@ -526,7 +447,7 @@ class S3Provider(BaseProvider):
                 self._bucket_seen = True
             raise
         self._bucket_seen = True
-        return self._info(key, response)
+        return head_info(key, response)
 
     async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
         """The object's bytes in chunks of about `READ_CHUNK`; the response is released
@@ -557,34 +478,17 @@ class S3Provider(BaseProvider):
             if exc.code not in ("NoSuchKey", "404", "NotFound"):
                 raise
 
-    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Every object under `prefix`, ListObjectsV2 page by page (`list_page_size` keys a
         page; each page request retried on its own). Listings carry no content type or user
         metadata: `head()` a key for those."""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.list_page_size}
-        while True:
-            page = await call(self, "ListObjectsV2", None, self._api, "list_objects_v2", params)
-            for item in page.get("Contents") or []:
-                etag = unquote_etag(item.get("ETag"))
-                yield ObjectInfo(
-                    key=item["Key"], size=int(item.get("Size") or 0), etag=etag,
-                    last_modified=item.get("LastModified"), checksum=_integrity.s3_etag_checksum(etag),
-                    tier=item.get("StorageClass") or "STANDARD",
-                )
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-            params["ContinuationToken"] = token
+        return list_objects(self, prefix)
 
     async def presigned_url(self, key: str, expires_in: int = 3600, method: str = "GET") -> str:
         """A SigV4 URL for a plain HTTP GET or PUT of `key`, valid `expires_in` seconds
         (at most 7 days). Treat it as a secret: it is a bearer credential."""
-        check_key(key)
-        operation = {"GET": "get_object", "PUT": "put_object"}.get(method.upper())
-        if operation is None:
-            raise ConfigError(f"presigned URLs support GET and PUT, not {method!r}")
-        if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
-            raise ConfigError(f"expires_in must be 1 to {MAX_PRESIGN_SECONDS} seconds (got {expires_in})")
+        verb = check_presign(key, expires_in, method, MAX_PRESIGN_SECONDS)
+        operation = "get_object" if verb == "GET" else "put_object"
         client = await self._client()
         with mapped(self, "presign", key):
             url: str = await client.generate_presigned_url(

@@ -81,7 +81,7 @@ def _where(frame: FrameType) -> str:
 
 
 def _stack(frame: FrameType | None, depth: int = 60) -> tuple[str, ...]:
-    out = []
+    out: list[str] = []
     while frame is not None and len(out) < depth:
         out.append(_where(frame))
         frame = frame.f_back

@@ -58,6 +58,7 @@ from .._request import call, mapped
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
 from .._validate import check_key
+from . import _warmup
 from ._azure_errors import NETWORK_HINT, TokenSource, map_error
 from ._azure_put import DIGEST_HEADER, BlobPut
 from ._base import BaseProvider
@@ -245,6 +246,7 @@ class AzureBlobProvider(BaseProvider):
             return self._container
 
     async def _connect(self) -> None:
+        await _warmup.import_off_loop(*_warmup.azure_modules(self.auth_mode, self.checksum))
         from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.blob.aio import BlobServiceClient
 

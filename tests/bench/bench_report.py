@@ -44,6 +44,7 @@ def progress_line(r: dict[str, Any], round_no: int, rounds: int) -> str:
         f"{head} {rate}  wall {r['wall_s']:.2f} s  cpu {r['cpu_s']:.2f} s"
         f"  servers [{srv}]  rss {r['peak_rss_mib']:.0f} MiB  stall {r['stall_ms']:.0f}/{r['stall_own_ms']:.0f} ms"
         f"  step {r.get('step_ms', 0):.1f} ms  whole-run step {r.get('cold_step_ms', float('nan')):.1f} ms"
+        f" (constructor {r.get('cold_create_ms', float('nan')):.1f})"
         f"  other {r.get('other_cpu_s', 0):.2f} s{extra}"
     )
 
@@ -80,6 +81,12 @@ class Runs:
             busy += r.get("other_cpu_s", 0.0)
         floor = busy / self.cores
         return float(r["wall_s"] / floor) if floor > 0 else float("nan")
+
+
+def _created(data: Runs, case: str, config: str) -> str:
+    """The constructor's share of the whole-run step column (`Storage.from_env()`, obstore's stores)."""
+    med = data.median(case, config, "cold_create_ms")
+    return f"; constructor {_fmt(med, 1)}" if med else ""
 
 
 def _server(name: str) -> Callable[[dict[str, Any]], float]:
@@ -152,7 +159,7 @@ def results_table(data: Runs, plan: Plan) -> str:
                 f"| {_fmt(data.median(case.name, config, 'cpu_s'), 2)} | {servers_cpu} "
                 f"| {_fmt(data.median(case.name, config, 'peak_rss_mib'), 0)} "
                 f"({_fmt(data.median(case.name, config, 'rss_before_mib'), 0)}) | {stall} "
-                f"| {_spread(data.values(case.name, config, 'cold_step_ms'))} "
+                f"| {_spread(data.values(case.name, config, 'cold_step_ms'))}{_created(data, case.name, config)} "
                 f"| {_fmt(data.median(case.name, config, 'other_cpu_s'), 1)} | {ratios} |"
             )
     return "\n".join(lines)
@@ -397,7 +404,9 @@ LEGEND = (
     "Longest step, whole run: the same, over everything after the application's own `import` lines "
     "in a fresh process (client creation, the warm-up request, the operation, the close), what a "
     "user's bot pays on its first upload; the bench's own scaffolding on the loop thread (scratch "
-    "writes, /proc readings) is not counted (`tests/bench/bench_stall.py`; median (min–max) over rounds). "
+    "writes, /proc readings) is not counted (`tests/bench/bench_stall.py`; median (min–max) over rounds); "
+    "`constructor`: the loop-thread CPU of the synchronous constructor within it (`Storage.from_env()`, "
+    "obstore's `S3Store`/`AzureStore`), which an application may call before its loop or in a thread. "
     "Other CPU: CPU-seconds used during the window by processes other than the worker and the "
     "servers (noise on a shared machine). "
     "`unistore ÷ peer`: ratio of the medians (for `import`, of the times: lower is better)."

@@ -106,6 +106,8 @@ class ColdSteps:
     def __init__(self, *, sample: bool = False, keep: int = KEEP) -> None:
         self.max_step_s = 0.0
         self.steps = 0
+        self.create_s = 0.0
+        """Loop-thread CPU of the client constructors (`created()`), part of the step they fall in."""
         self.keep = keep
         self.slowest: list[Step] = []
         self._sample = sample
@@ -183,9 +185,20 @@ class ColdSteps:
             self._pause_began = None
             self._paused_s += time.thread_time() - began
 
+    @contextlib.contextmanager
+    def created(self) -> Iterator[None]:
+        """Around a synchronous client constructor (`Storage.from_env()`, `S3Store(...)`): its
+        loop-thread CPU, reported apart because an application may call it before its loop."""
+        began = time.thread_time()
+        try:
+            yield
+        finally:
+            self.create_s += time.thread_time() - began
+
     def result(self) -> dict[str, Any]:
         return {
             "cold_step_ms": round(self.max_step_s * 1000, 1),
+            "cold_create_ms": round(self.create_s * 1000, 1),
             "cold_steps": self.steps,
             "cold_slowest": [s.summary() for s in self.slowest],
         }

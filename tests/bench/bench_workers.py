@@ -164,6 +164,11 @@ async def azure_warm(container: Any, env: Env) -> None:
 
 
 def obstore_store(target: str) -> Any:
+    with COLD.created():
+        return _obstore_store(target)
+
+
+def _obstore_store(target: str) -> Any:
     from obstore.store import AzureStore, S3Store
 
     if target == "s3":
@@ -199,7 +204,9 @@ async def obstore_warm(store: Any, env: Env) -> None:
 async def unistore_storage(env: Env) -> AsyncIterator[Any]:
     from unistore import Storage
 
-    async with Storage.from_env() as storage:
+    with COLD.created():
+        built = Storage.from_env()
+    async with built as storage:
         for provider in storage.providers.values():
             await provider.exists(f"{env.prefix}/warm-up")
         yield storage

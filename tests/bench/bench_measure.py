@@ -21,7 +21,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
 
@@ -216,8 +217,13 @@ class StepClock:
 class Probe:
     """`async with Probe(pids) as probe:` around the timed work; `probe.result()` afterwards."""
 
-    def __init__(self, server_pids: Mapping[str, int] | None = None, *, ticker: bool = True) -> None:
+    def __init__(
+        self, server_pids: Mapping[str, int] | None = None, *, ticker: bool = True,
+        scaffolding: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         self.server_pids = dict(server_pids or {})
+        self._scaffolding = scaffolding
+        """Wraps the probe's own /proc readings on the loop thread (`bench_stall.ColdSteps.paused`)."""
         self._ticker = LoopTicker() if ticker else None
         self._steps = StepClock() if ticker else None
         self.wall_s = 0.0
@@ -234,9 +240,10 @@ class Probe:
         self.steal_s = 0.0
 
     async def __aenter__(self) -> Self:
-        self.rss_before = vm_status("VmRSS")
-        self._srv0 = servers_cpu(self.server_pids)
-        self._busy0 = machine_busy_seconds()
+        with self._scaffolding():
+            self.rss_before = vm_status("VmRSS")
+            self._srv0 = servers_cpu(self.server_pids)
+            self._busy0 = machine_busy_seconds()
         if self._ticker is not None:
             self._ticker.start()
             await asyncio.sleep(0)  # let the ticker take its first timestamp
@@ -255,8 +262,9 @@ class Probe:
             self._steps.stop()
         self.cpu_s = cpu_seconds() - self._cpu0
         self.loop_cpu_s = time.thread_time() - self._loop_cpu0
-        after = servers_cpu(self.server_pids)
-        busy, steal = machine_busy_seconds()
+        with self._scaffolding():
+            after = servers_cpu(self.server_pids)
+            busy, steal = machine_busy_seconds()
         self.server_cpu_s = {name: round(after[name] - self._srv0.get(name, 0.0), 3) for name in after}
         # CPU that neither this worker nor the servers used: other processes on the machine
         self.other_cpu_s = busy - self._busy0[0] - self.cpu_s - sum(self.server_cpu_s.values())

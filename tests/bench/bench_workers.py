@@ -11,6 +11,13 @@ with a request for a missing key (every configuration alike), writes and deletes
 interpreter exit (a Rust runtime shutdown race), and the orchestrator tolerates a non-zero
 exit after that line.
 
+The whole run is also measured as a user's bot pays it (issue #22, `bench_stall.ColdSteps`):
+the library is imported first, as an application's own `import` lines do before its loop
+starts (`IMPORTS`; that import is the `import` case), then every loop step from the first
+(client creation, the warm-up request, the work, the close, the loop's shutdown) counts, the
+bench's own scaffolding on the loop thread excepted. That goes out after the loop is closed,
+as a second line `BENCH_COLD {json}`, which the orchestrator merges into the first.
+
 Only the standard library is imported at module level; each configuration imports its own SDK.
 """
 
@@ -31,8 +38,12 @@ from typing import Any
 
 from tests.bench.bench_cases import CASES_BY_NAME, DOWNLOAD_SOURCE_KEY, SDK_MODULES, Case, is_unistore
 from tests.bench.bench_measure import MiB, Probe, parse_server_pids, vm_status, write_scratch
+from tests.bench.bench_stall import ColdSteps
 
 RESULT_PREFIX = "BENCH_RESULT "
+COLD_PREFIX = "BENCH_COLD "
+COLD = ColdSteps(sample=bool(os.environ.get("BENCH_STALL_SAMPLE")))
+"""Every loop step of this worker's run (started in `main`); `COLD.paused()` around scaffolding."""
 Op = Callable[[], Awaitable[None]]
 
 
@@ -86,8 +97,8 @@ class Env:
         return os.path.join(self.workdir, f"download-{os.getpid()}.bin")
 
 
-def emit(result: dict[str, Any]) -> None:
-    sys.stdout.write(RESULT_PREFIX + json.dumps(result, sort_keys=True) + "\n")
+def emit(result: dict[str, Any], prefix: str = RESULT_PREFIX) -> None:
+    sys.stdout.write(prefix + json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 
@@ -153,6 +164,11 @@ async def azure_warm(container: Any, env: Env) -> None:
 
 
 def obstore_store(target: str) -> Any:
+    with COLD.created():
+        return _obstore_store(target)
+
+
+def _obstore_store(target: str) -> Any:
     from obstore.store import AzureStore, S3Store
 
     if target == "s3":
@@ -188,7 +204,12 @@ async def obstore_warm(store: Any, env: Env) -> None:
 async def unistore_storage(env: Env) -> AsyncIterator[Any]:
     from unistore import Storage
 
-    async with Storage.from_env() as storage:
+    if os.environ.get("BENCH_BUILD_IN_THREAD"):  # `unistore-thread`: as the README advises
+        built = await asyncio.to_thread(Storage.from_env)
+    else:
+        with COLD.created():
+            built = Storage.from_env()
+    async with built as storage:
         for provider in storage.providers.values():
             await provider.exists(f"{env.prefix}/warm-up")
         yield storage
@@ -271,7 +292,8 @@ async def _azure_upload_file(container: Any, path: str, key: str, concurrency: i
 
 def _stream_chunks(env: Env, chunk: int = MiB) -> Iterator[bytes]:
     """`size` bytes in 1 MiB chunks cycled from eight random ones (8 MiB held, not the stream)."""
-    pool = [os.urandom(chunk) for _ in range(8)]
+    with COLD.paused():  # the producer's data, not the library's work
+        pool = [os.urandom(chunk) for _ in range(8)]
     sent = 0
     i = 0
     while sent < env.size:
@@ -445,28 +467,34 @@ async def run_timed(env: Env) -> dict[str, Any]:
     setup_began = time.perf_counter()
     async with WORKERS[env.case.kind](env) as op:
         setup_s = time.perf_counter() - setup_began
-        scratch_s = write_scratch(env.workdir, env.scratch_bytes) if env.scratch_bytes else 0.0
-        probe = Probe(env.server_pids)
+        with COLD.paused():
+            scratch_s = write_scratch(env.workdir, env.scratch_bytes) if env.scratch_bytes else 0.0
+        probe = Probe(env.server_pids, scaffolding=COLD.paused)
         with _profiled(env):
             async with probe:
                 await op()
-        result = probe.result()
-        total = env.size * env.count
-        result.update(
-            ok=True,
-            bytes=total,
-            objects=env.count,
-            mibps=round(total / MiB / probe.wall_s, 2),
-            objps=round(env.count / probe.wall_s, 1),
-            setup_s=round(setup_s, 3),
-            scratch_s=round(scratch_s, 3),
-        )
-        if env.case.kind == "download":
-            got = os.path.getsize(env.download_path)
-            os.unlink(env.download_path)
-            if got != env.size:
-                result.update(ok=False, error=f"downloaded {got} bytes, expected {env.size}")
-        emit(result)  # before any client closes: obstore may abort at exit
+        with COLD.paused():
+            return _finish(env, probe, setup_s, scratch_s)
+
+
+def _finish(env: Env, probe: Probe, setup_s: float, scratch_s: float) -> dict[str, Any]:
+    result = probe.result()
+    total = env.size * env.count
+    result.update(
+        ok=True,
+        bytes=total,
+        objects=env.count,
+        mibps=round(total / MiB / probe.wall_s, 2),
+        objps=round(env.count / probe.wall_s, 1),
+        setup_s=round(setup_s, 3),
+        scratch_s=round(scratch_s, 3),
+    )
+    if env.case.kind == "download":
+        got = os.path.getsize(env.download_path)
+        os.unlink(env.download_path)
+        if got != env.size:
+            result.update(ok=False, error=f"downloaded {got} bytes, expected {env.size}")
+    emit(result)  # before any client closes: obstore may abort at exit
     return result
 
 
@@ -476,6 +504,22 @@ IMPORTS = {
     "azure-aio": "azure.storage.blob.aio",
     "obstore": "obstore",
 }
+
+#: What an application using each configuration imports at its top, before its loop runs.
+APP_IMPORTS = {
+    "unistore": ("unistore",),
+    "aioboto3": ("aioboto3", "botocore.config", "botocore.exceptions"),
+    "azure-aio": ("azure.storage.blob.aio",),
+    "obstore": ("obstore", "obstore.store"),
+    "sdk-pair": ("aioboto3", "botocore.config", "botocore.exceptions", "azure.storage.blob.aio"),
+}
+
+
+def app_imports(config: str) -> tuple[str, ...]:
+    if is_unistore(config):
+        return APP_IMPORTS["unistore"]
+    family = "obstore" if config.startswith("obstore") else "azure-aio" if config.startswith("azure-aio") else config
+    return APP_IMPORTS.get(family, ())
 
 _IMPORT_PROBE = """
 import time
@@ -563,7 +607,16 @@ def main(argv: list[str]) -> int:
         if env.case.kind == "import":
             run_import(env)
         else:
-            asyncio.run(run_timed(env))
+            import importlib
+
+            for module in app_imports(config):
+                importlib.import_module(module)
+            COLD.start()
+            try:
+                asyncio.run(run_timed(env))
+            finally:
+                COLD.stop()
+            emit(COLD.result(), COLD_PREFIX)
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise

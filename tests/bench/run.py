@@ -14,6 +14,7 @@ peers, and the targets), `bench.png` and `README-snippet.md` into `--out` (defau
     python -m tests.bench.run --case upload256-s3 --config unistore --rounds 1
     python -m tests.bench.run --case upload256 --config unistore-s3 --rounds 1 --profile
     python -m tests.bench.run --case upload1g-both --config unistore --set STORAGE_MAX_CONCURRENCY=2
+    python -m tests.bench.run --case upload1g-both --rounds 1 --stall-sample   # where each long step went
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 
 from tests import servers
 from tests.bench.bench_cases import CASES, DOWNLOAD_SOURCE_KEY, UNISTORE_VARIANTS, Case, GiB, MiB, is_unistore
-from tests.bench.bench_workers import RESULT_PREFIX
+from tests.bench.bench_workers import COLD_PREFIX, RESULT_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "unistore-bench"
@@ -199,7 +200,7 @@ def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.3, sample_s: fl
 def run_worker(
     case: Case, config: str, round_no: int, *, base_env: dict[str, str], srv: Servers, workdir: Path,
     sources: dict[int, Path], quick: bool, profile_dir: Path | None, timeout: float, quiet_wait: float,
-    unistore_env: dict[str, str],
+    unistore_env: dict[str, str], stall_sample: bool = False,
 ) -> dict[str, Any]:
     size, count = case.sized(quick)
     prefix = f"bench/{case.name}/{config}/r{round_no}"
@@ -217,6 +218,8 @@ def run_worker(
         env.update(UNISTORE_VARIANTS.get(config, {}))
     if profile_dir is not None and is_unistore(config):
         env["BENCH_PROFILE"] = str(profile_dir / f"profile-{case.name}-{config}-r{round_no}")
+    if stall_sample:
+        env["BENCH_STALL_SAMPLE"] = "1"
     argv = [sys.executable, "-m", "tests.bench.bench_workers", case.name, config]
     quiet_began = time.perf_counter()
     load_before = wait_for_quiet(quiet_wait) if quiet_wait > 0 else None
@@ -229,10 +232,14 @@ def run_worker(
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         stderr, rc = f"timed out after {timeout:.0f} s", -1
     result: dict[str, Any] = {}
+    cold: dict[str, Any] = {}
     for line in stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
-            break  # the first line is the measurement; anything later is noise
+        if line.startswith(RESULT_PREFIX) and not result:
+            result = json.loads(line[len(RESULT_PREFIX):])  # the first is the measurement
+        elif line.startswith(COLD_PREFIX) and result and not cold:
+            cold = json.loads(line[len(COLD_PREFIX):])  # the whole run's loop steps, after the close
+    if result.get("ok"):
+        result.update(cold)
     if not result:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         result = {"ok": False, "error": f"no result line (exit {rc}):\n{tail}"}
@@ -353,6 +360,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench-results", help="output folder (default bench-results/)")
     p.add_argument("--profile", action="store_true",
                    help="run unistore's workers under pyinstrument; profiles go to the output folder")
+    p.add_argument("--stall-sample", action="store_true",
+                   help="sample the loop thread's stack during long steps (every configuration): the "
+                   "slowest steps of the whole run then name the functions they spent their time in "
+                   "(results.json `cold_slowest`, results.md); the sampler thread costs some throughput")
     p.add_argument("--set", action="append", default=[], metavar="STORAGE_X=VALUE",
                    help="extra environment for unistore's workers, repeatable (tuning: "
                    "--set STORAGE_MAX_CONCURRENCY=8 --set STORAGE_CHUNK_SIZE=16MiB); STORAGE_* from the "
@@ -413,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             case, config, round_no, base_env=base_env, srv=srv, workdir=workdir,
                             sources=sources, quick=args.quick, profile_dir=out if args.profile else None,
                             timeout=args.timeout, quiet_wait=args.quiet_wait, unistore_env=unistore_env,
+                            stall_sample=args.stall_sample,
                         )
                         runs.append(result)
                         log(bench_report.progress_line(result, round_no, args.rounds))
@@ -428,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     srv.delete(target, [DOWNLOAD_SOURCE_KEY])
         meta.update(
             rounds=args.rounds, quick=args.quick, profile=args.profile, unistore_env=unistore_env,
+            stall_sample=args.stall_sample,
             elapsed_min=round((time.perf_counter() - started) / 60, 1),
         )
         report = bench_report.write_all(out, runs, meta, plan, quick=args.quick)

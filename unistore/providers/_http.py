@@ -72,10 +72,34 @@ def botocore_session_class() -> type[Any]:
         )
 
     class NoResendSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is untyped
+        _ssl_ready: ssl.SSLContext | None = None
+
         async def _get_session(self, proxy_url: str | None) -> aiohttp.ClientSession:
+            if proxy_url is None and None not in self._sessions and self._verify and self._cert_file is None:
+                # aiobotocore loads the CA bundle into a new SSL context inline, even for an
+                # http:// endpoint: ~20 ms of loop CPU on the first request (issue #22)
+                self._ssl_ready = await asyncio.to_thread(self._verified_context)
             session: aiohttp.ClientSession = await super()._get_session(proxy_url)
             no_silent_resend(session)
             return session
+
+        def _verified_context(self) -> ssl.SSLContext:
+            from botocore.httpsession import get_cert_path
+
+            context: ssl.SSLContext = self._get_ssl_context()
+            ca_certs = get_cert_path(self._verify)
+            if ca_certs:
+                context.load_verify_locations(ca_certs, None, None)
+            return context
+
+        def _create_connector(self, proxy_url: str | None) -> aiohttp.TCPConnector:
+            context, self._ssl_ready = self._ssl_ready, None
+            if proxy_url is not None or context is None:
+                return super()._create_connector(proxy_url)  # type: ignore[no-any-return]
+            import aiohttp
+
+            # aiobotocore's own connector (`AIOHTTPSession._create_connector`), given that context
+            return aiohttp.TCPConnector(limit=self._max_pool_connections, ssl=context, **self._connector_args)
 
     return NoResendSession
 

@@ -51,6 +51,7 @@ from .._request import call, mapped
 from .._settings import AzureAuthMode, AzureSettings, StorageSettings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
 from .._validate import check_key, check_presign
+from . import _warmup
 from ._azure_errors import NETWORK_HINT, TokenSource, map_error
 from ._azure_listing import blob_info, list_blobs
 from ._azure_put import DIGEST_HEADER, BlobPut
@@ -213,6 +214,7 @@ class AzureBlobProvider(BaseProvider):
             return self._container
 
     async def _connect(self) -> None:
+        await _warmup.import_off_loop(*_warmup.azure_modules(self.auth_mode, self.checksum))
         from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.blob.aio import BlobServiceClient
 

@@ -1,8 +1,8 @@
 """S3Provider: AWS S3 and S3-compatible servers (MinIO, SeaweedFS), through aioboto3.
 
 One aioboto3 session and one client per provider, opened on first use (on the event loop
-that uses it first) and closed by `aclose()`; aioboto3 itself is imported when a provider is
-created, never when this module is imported.
+that uses it first) and closed by `aclose()`; aioboto3 itself is imported when the client is
+opened, in a worker thread (`_warmup`), never when this module is imported.
 
 The SDK defaults this provider changes (botocore's retries off, s3v4 signing, path-style
 addressing and `when_required` checksums for custom endpoints, unsigned payloads, the pool size,
@@ -55,6 +55,7 @@ from .._request import call, mapped
 from .._settings import AddressingStyle, S3Settings, as_secret
 from .._types import MiB, ObjectInfo, PartLimits, ProviderInfo, PutOptions, unquote_etag
 from .._validate import check_key, check_presign
+from . import _warmup
 from ._base import BaseProvider
 from ._from_settings import s3_provider
 from ._http import botocore_session_class, drain_to_file, env_proxy, new_session
@@ -135,7 +136,8 @@ class S3Provider(BaseProvider):
             addressing_style=addressing_style, checksum_calculation=checksum_calculation, checksum=checksum,
             **({"region": region} if region else {}),
         )
-        self._sdk, config_cls = _import_sdk()
+        if not _warmup.installed("aioboto3", "aiobotocore"):
+            raise MissingDependencyError("s3", "aioboto3")
         self.bucket = settings.require_bucket()
         self._bucket_seen = False
         """Set once an answer proved the bucket exists (see `head`)."""
@@ -156,13 +158,12 @@ class S3Provider(BaseProvider):
             "read_timeout": read_timeout,
             "max_pool_connections": self.max_pool_connections,
             "user_agent_extra": "unistore",
-            "http_session_cls": botocore_session_class(),
         }
         if self.checksum_calculation is not None:
             options["request_checksum_calculation"] = self.checksum_calculation
             options["response_checksum_validation"] = self.checksum_calculation
-        self.config: Any = config_cls(**options)
-        """The `AioConfig` every client of this provider is created with."""
+        self._config_options = options
+        self._config: Any = None
         logger.info(
             "AWS S3 bucket %s%s: %s",
             bucket,
@@ -197,6 +198,29 @@ class S3Provider(BaseProvider):
 
     # -- the client ----------------------------------------------------------------------
 
+    @property
+    def config(self) -> Any:
+        """The `AioConfig` every client of this provider is created with (made on first use: it
+        imports aiobotocore)."""
+        if self._config is None:
+            _, config_cls = _import_sdk()
+            self._config = config_cls(**self._config_options, http_session_cls=botocore_session_class())
+        return self._config
+
+    def _new_session(self) -> Any:
+        """The aioboto3 session, with botocore's files loaded: the loop-free part of opening the
+        client, run in a worker thread (`_warmup`)."""
+        sdk, _ = _import_sdk()
+        self.config  # noqa: B018 - made here, off the loop
+        session = sdk.Session(
+            aws_access_key_id=self._access_key_id,
+            aws_secret_access_key=self._secret_access_key.get_secret_value() if self._secret_access_key else None,
+            aws_session_token=self._session_token.get_secret_value() if self._session_token else None,
+            region_name=self.region,
+        )
+        _warmup.warm_botocore(session, "s3")
+        return session
+
     async def _client(self) -> Any:
         """The provider's one client, created on first use. It belongs to the event loop that
         created it (aiohttp sessions cannot move between loops): use the provider from another
@@ -217,16 +241,7 @@ class S3Provider(BaseProvider):
             stack = contextlib.AsyncExitStack()
             try:
                 with mapped(self, "connect", None):
-                    session = self._sdk.Session(
-                        aws_access_key_id=self._access_key_id,
-                        aws_secret_access_key=(
-                            self._secret_access_key.get_secret_value() if self._secret_access_key else None
-                        ),
-                        aws_session_token=(
-                            self._session_token.get_secret_value() if self._session_token else None
-                        ),
-                        region_name=self.region,
-                    )
+                    session = await _warmup.off_loop(self._new_session)
                     client = await stack.enter_async_context(
                         session.client("s3", endpoint_url=self.endpoint_url, config=self.config)
                     )

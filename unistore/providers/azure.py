@@ -78,15 +78,14 @@ DOWNLOAD_PART = 8 * MiB
 """Bytes per ranged GET of `iter_bytes`, each read whole into memory (the SDK's single-get and
 chunk sizes are set to it, so each range is one request)."""
 FILE_RANGE = 32 * MiB
-"""Fewest bytes per ranged GET of `download_file`, streamed to the file. Every Get Blob through
-the SDK costs ~5 ms of client CPU here besides its bytes (256 MiB from Azurite: 0.38 CPU-s in
-8 MiB ranges, 0.26 in 32 MiB ones), and Azurite's own CPU per request is similar; 32 MiB still
-gives a 128 MiB recording four ranges in flight."""
+"""Fewest bytes per ranged GET of `download_file`, streamed to the file: every Get Blob through
+the SDK costs a few ms of client CPU besides its bytes, and Azurite's own CPU per request is
+similar; 32 MiB still gives a 128 MiB recording four ranges in flight."""
 FILE_RANGE_MAX = 64 * MiB
-"""Most bytes per ranged GET: larger objects are read in `max_concurrency` equal ranges up to
-this (Azurite, single-threaded, is what bounds a download from it: 256 MiB in four 64 MiB ranges
-took it 0.86 CPU-s, median of 7, against 0.94 in eight 32 MiB ones and 1.05 for obstore's one
-GET)."""
+"""Most bytes per ranged GET: a larger object is read in `max_concurrency` equal ranges up to
+this, no more requests than the streams in flight. Azurite runs on one thread, and its CPU
+per byte served is what bounds a download from it (the `download256-azure` bench case: server
+CPU beside the rate); fewer, longer ranges cost it less."""
 POOL_MIN = 64
 """Smallest connection pool: room for a fan-in of small uploads beside the parts in flight."""
 LIST_PAGE_SIZE: int | None = None

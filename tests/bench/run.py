@@ -2,7 +2,8 @@
 
 Starts SeaweedFS and Azurite (fresh, empty data directories, free loopback ports), makes the
 source files, then runs every selected (case, configuration) in a FRESH worker process
-(`tests/bench/bench_workers.py`), `--rounds` times, configurations interleaved round-robin
+(`tests/bench/bench_workers.py`), `--rounds` times after one uncounted warm-up run per case,
+configurations interleaved round-robin
 (the order rotates each round). After each run it lists what the run stored (checking the
 bytes arrived), deletes it, and vacuums SeaweedFS after heavy writes. At the end it writes
 `results.json` (every raw number), `results.md` (the table of medians, min-max, ratios to the
@@ -380,6 +381,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="extra environment for unistore's workers, repeatable (tuning: "
                    "--set STORAGE_MAX_CONCURRENCY=8 --set STORAGE_CHUNK_SIZE=16MiB); STORAGE_* from the "
                    "calling environment are NOT passed on")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the one uncounted run of each case before round 1 (the first run after the "
+                   "servers start, or after a case's source is written, was the slowest of its case whatever "
+                   "its configuration, and round 1 always starts with unistore); skipped with --quick")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per worker process")
     p.add_argument("--quiet-wait", type=float, default=None,
                    help="before each run, wait up to this many seconds for the machine to go idle "
@@ -387,6 +392,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
+    if args.quick:
+        args.warmup = False
     if args.quiet_wait is None:
         args.quiet_wait = 0.0 if args.quick else 5.0
     return args
@@ -430,6 +437,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             touched = {t for case, _ in plan for t in case.touches}
             if touched:
                 log(f"primed {', '.join(sorted(touched))} in {prime_servers(srv, touched):.1f} s")
+            if args.warmup:
+                for case, configs in plan:
+                    if case.kind == "import":
+                        continue
+                    result = run_worker(
+                        case, configs[0], -1, base_env=base_env, srv=srv, workdir=workdir, sources=sources,
+                        quick=args.quick, profile_dir=None, timeout=args.timeout, quiet_wait=0.0,
+                        unistore_env=unistore_env,
+                    )
+                    log("warm-up, not counted: " + bench_report.progress_line(result, -1, args.rounds))
             written_since_vacuum = 0
             for round_no in range(args.rounds):
                 for case, configs in plan:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,11 +213,12 @@ def hash_cost(kinds: set[str], size: int = 32 * MiB) -> dict[str, float]:
 
     data = os.urandom(size)
     cost: dict[str, float] = {}
-    for kind in sorted(kinds):
+    for name in sorted(kinds):
+        kind = typing.cast("_integrity.Kind", name)
         _integrity.digest(kind, data[: 1024 * 1024])  # imports, first-call set-up
         began = time.thread_time()
         _integrity.digest(kind, data)
-        cost[kind] = round((time.thread_time() - began) * (1024 * MiB) / size, 3)
+        cost[name] = round((time.thread_time() - began) * (1024 * MiB) / size, 3)
     return cost
 
 

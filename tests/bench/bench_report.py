@@ -403,7 +403,7 @@ def issue22_targets(data: Runs, present: Mapping[str, Sequence[str]]) -> list[Ta
 
         per_object = data.median("small-s3", UNISTORE, lambda r: busy(r) / r["objects"] * 1e3)
         out.append(ratio_target(
-            data, f"small-s3: client + server CPU per object vs obstore{ISSUE22}", 
+            data, f"small-s3: client + server CPU per object vs obstore{ISSUE22}",
             "small-s3", UNISTORE, "obstore", busy, 1.0, False,
             detail=f"unistore {_fmt(per_object, 2)} CPU-ms per object" if per_object is not None else ""))
     return out

@@ -236,7 +236,7 @@ class Storage:
             try:
                 runs = [self._run_one(self._providers[name], key, start) for name, start in starts.items()]
                 # one provider: awaited in this task (a task and a gather future per upload
-                # are a tenth of a small upload's loop CPU)
+                # are measurable on small uploads: the small-s3 bench case)
                 results = [await runs[0]] if len(runs) == 1 else await asyncio.gather(*runs)
             except asyncio.CancelledError as exc:
                 elapsed = time.perf_counter() - began

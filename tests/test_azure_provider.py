@@ -503,6 +503,36 @@ async def test_download_file_in_parallel_ranges(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.bin", "out.bin"]
 
 
+async def test_download_file_reads_one_range_per_stream_in_flight(
+    make_azure_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Azurite's CPU per request bounds a download from it: an object is read in
+    `max_concurrency` equal ranges (not more requests), up to FILE_RANGE_MAX each."""
+    monkeypatch.setattr(azure_module, "FILE_RANGE", 256 * 1024)
+    monkeypatch.setattr(azure_module, "FILE_RANGE_MAX", 512 * 1024)
+    provider = make_azure_provider()
+    data = payload(3 * MiB + 17)
+    await provider.upload_bytes(data, "even.bin")
+    ranges: list[tuple[int, int]] = []
+    fetch = provider._fetch_range
+
+    async def recorded(fd: int, key: str, start: int, end: int, etag: str | None) -> int:
+        ranges.append((start, end))
+        return await fetch(fd, key, start, end, etag)
+
+    monkeypatch.setattr(provider, "_fetch_range", recorded)
+    await provider.download_file("even.bin", tmp_path / "capped.bin")
+    assert (tmp_path / "capped.bin").read_bytes() == data
+    assert len(ranges) == 7 and all(end - start <= 512 * 1024 for start, end in ranges)  # capped
+    ranges.clear()
+    monkeypatch.setattr(azure_module, "FILE_RANGE_MAX", 64 * MiB)
+    await provider.download_file("even.bin", tmp_path / "even.bin")
+    assert (tmp_path / "even.bin").read_bytes() == data
+    concurrency = provider.transfer.max_concurrency
+    assert len(ranges) == concurrency, ranges  # one range per stream in flight
+    assert max(e - s for s, e in ranges) - min(e - s for s, e in ranges) <= len(data) // concurrency
+
+
 async def test_iter_bytes_stops_early(make_azure_provider: MakeProvider) -> None:
     provider = make_azure_provider()
     await provider.upload_bytes(payload(20 * MiB), "stream.bin")

@@ -415,3 +415,28 @@ async def test_a_retried_conditional_create_recognises_its_own_first_write() -> 
     other.lost = 0
     with pytest.raises(AlreadyExistsError):
         await other.upload_bytes(b"recording", "k", overwrite=False)
+
+
+async def test_one_provider_uploads_in_the_callers_task_several_in_tasks_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task and a gather per upload are measurable CPU for small objects: with one provider the
+    upload runs in the caller's task; a fan-out still runs each provider in its own."""
+    seen: dict[str, asyncio.Task[Any] | None] = {}
+    providers = [memory("a"), memory("b")]
+    for provider in providers:
+        upload = provider.upload_bytes
+
+        async def recorded(*args: Any, _upload: Any = upload, _name: str = provider.name, **kwargs: Any) -> Any:
+            seen[_name] = asyncio.current_task()
+            return await _upload(*args, **kwargs)
+
+        monkeypatch.setattr(provider, "upload_bytes", recorded)
+    async with Storage([providers[0]]) as single:
+        (await single.upload_bytes(b"x", "one")).raise_for_failures()
+    assert seen["a"] is asyncio.current_task()
+    seen.clear()
+    async with Storage(providers) as both:
+        (await both.upload_bytes(b"x", "two")).raise_for_failures()
+    assert seen["a"] is not asyncio.current_task() and seen["b"] is not asyncio.current_task()
+    assert seen["a"] is not seen["b"]

@@ -75,6 +75,13 @@ async def download_ranges(
         raise
 
 
+def even_step(size: int, concurrency: int, least: int, most: int) -> int:
+    """Bytes per range when `size` is read `concurrency` ranges at a time: one range per
+    stream in flight (no more requests than the parallelism needs), kept between `least` and
+    `most` (a failed range is retried whole)."""
+    return min(max(-(-size // max(1, concurrency)), least), max(least, most))
+
+
 def short_read(provider: str, key: str, got: int, wanted: int, offset: int = 0) -> TransientError:
     """A response (or a range of one) that ended before its length: one code on every provider."""
     where = f" at offset {offset}" if offset else ""

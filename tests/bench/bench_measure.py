@@ -114,6 +114,41 @@ def machine_busy_seconds() -> tuple[float, float]:
     return busy / _CLK_TCK, steal / _CLK_TCK
 
 
+def thread_cpu_ns() -> dict[int, int]:
+    """CPU time (ns) of every live thread of this process, by native id (schedstat's first
+    field: precise, unlike the 10 ms ticks of /proc/<pid>/task/<tid>/stat)."""
+    out: dict[int, int] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as fh:
+                out[int(tid)] = int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+THREAD_GROUPS = ("loop", "parts", "executor", "other")
+"""Where a worker's CPU went: the event-loop thread (request set-up, body writes, response
+parsing), unistore's part threads (file reads, joins, hashing), asyncio's default executor
+(`to_thread`: file writes of downloads, file opens), and the rest (threads of native code, e.g.
+obstore's runtime, or threads that ended within the window)."""
+
+
+def thread_group(native_id: int, loop_id: int, names: Mapping[int, str]) -> str:
+    if native_id == loop_id:
+        return "loop"
+    name = names.get(native_id, "")
+    if name.startswith("unistore-parts"):
+        return "parts"
+    if name.startswith("asyncio_"):
+        return "executor"
+    return "other"
+
+
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -238,6 +273,8 @@ class Probe:
         self.loop_cpu_s = 0.0
         self.other_cpu_s = 0.0
         self.steal_s = 0.0
+        self._threads0: dict[int, int] = {}
+        self.thread_cpu_s: dict[str, float] = {}
 
     async def __aenter__(self) -> Self:
         with self._scaffolding():
@@ -249,6 +286,7 @@ class Probe:
             await asyncio.sleep(0)  # let the ticker take its first timestamp
         if self._steps is not None:
             self._steps.start()
+        self._threads0 = thread_cpu_ns()
         self._cpu0 = cpu_seconds()
         self._loop_cpu0 = time.thread_time()
         self._t0 = time.perf_counter()
@@ -263,6 +301,7 @@ class Probe:
         self.cpu_s = cpu_seconds() - self._cpu0
         self.loop_cpu_s = time.thread_time() - self._loop_cpu0
         with self._scaffolding():
+            self.thread_cpu_s = self._thread_split(thread_cpu_ns())
             after = servers_cpu(self.server_pids)
             busy, steal = machine_busy_seconds()
         self.server_cpu_s = {name: round(after[name] - self._srv0.get(name, 0.0), 3) for name in after}
@@ -272,8 +311,20 @@ class Probe:
         if self._ticker is not None:
             await self._ticker.stop()
 
+    def _thread_split(self, after: Mapping[int, int]) -> dict[str, float]:
+        """The window's CPU by `THREAD_GROUPS`; "other" takes what no live thread accounts for
+        (threads that ended meanwhile), so the groups add up to `cpu_s`."""
+        names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+        loop_id = threading.get_native_id()
+        split = dict.fromkeys(THREAD_GROUPS, 0.0)
+        for tid, ns in after.items():
+            split[thread_group(tid, loop_id, names)] += (ns - self._threads0.get(tid, 0)) / 1e9
+        split["other"] += max(0.0, self.cpu_s - sum(split.values()))
+        return {name: round(value, 3) for name, value in split.items()}
+
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "thread_cpu_s": self.thread_cpu_s,
             "wall_s": round(self.wall_s, 4),
             "cpu_s": round(self.cpu_s, 3),
             "loop_cpu_s": round(self.loop_cpu_s, 3),

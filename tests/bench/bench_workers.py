@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import traceback
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,33 @@ async def unistore_storage(env: Env) -> AsyncIterator[Any]:
         yield storage
 
 
+DIGESTS: dict[str, str] = {}
+"""The digest kind each provider's upload used (from `ObjectInfo.checksum`), for the CPU split."""
+
+
+def note_digests(report: Any) -> None:
+    for name, result in report.results.items():
+        label = result.info.checksum if result.info is not None else None
+        if label:
+            DIGESTS[name] = label.split(":", 1)[0].removesuffix("-parts")
+
+
+def hash_cost(kinds: set[str], size: int = 32 * MiB) -> dict[str, float]:
+    """CPU seconds per GiB of each digest kind, measured in this process on this machine, one
+    thread (outside the timed window): to tell the hashing share of an upload's CPU."""
+    from unistore import _integrity
+
+    data = os.urandom(size)
+    cost: dict[str, float] = {}
+    for name in sorted(kinds):
+        kind = typing.cast("_integrity.Kind", name)
+        _integrity.digest(kind, data[: 1024 * 1024])  # imports, first-call set-up
+        began = time.thread_time()
+        _integrity.digest(kind, data)
+        cost[name] = round((time.thread_time() - began) * (1024 * MiB) / size, 3)
+    return cost
+
+
 def _concurrency(config: str) -> int:
     return int(config.rsplit("-c", 1)[1]) if "-c" in config else 1
 
@@ -233,6 +261,7 @@ async def upload(env: Env) -> AsyncIterator[Op]:
             async def op() -> None:
                 report = await storage.upload_file(path, key)
                 report.raise_for_failures()
+                note_digests(report)
 
             yield op
     elif config == "aioboto3":
@@ -315,6 +344,7 @@ async def stream(env: Env) -> AsyncIterator[Op]:
                     for chunk in _stream_chunks(env):
                         await writer.write(chunk)
                 writer.report.raise_for_failures()
+                note_digests(writer.report)
 
             yield op
     elif env.config == "obstore-pair":
@@ -489,6 +519,8 @@ def _finish(env: Env, probe: Probe, setup_s: float, scratch_s: float) -> dict[st
         setup_s=round(setup_s, 3),
         scratch_s=round(scratch_s, 3),
     )
+    if DIGESTS:
+        result.update(digests=dict(DIGESTS), hash_cpu_s_per_gib=hash_cost(set(DIGESTS.values())))
     if env.case.kind == "download":
         got = os.path.getsize(env.download_path)
         os.unlink(env.download_path)

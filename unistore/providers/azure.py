@@ -44,7 +44,7 @@ from pydantic import SecretStr
 
 from .. import _gcfreeze, _integrity
 from .._budget import BufferBudget
-from .._download import fetch_ranges, short_read
+from .._download import even_step, fetch_ranges, short_read
 from .._errors import Context, MissingDependencyError, NotFoundError, ProviderError, UnistoreError
 from .._multipart import Transfer
 from .._request import call, mapped
@@ -75,10 +75,14 @@ DOWNLOAD_PART = 8 * MiB
 """Bytes per ranged GET of `iter_bytes`, each read whole into memory (the SDK's single-get and
 chunk sizes are set to it, so each range is one request)."""
 FILE_RANGE = 32 * MiB
-"""Bytes per ranged GET of `download_file`, streamed to the file. Every Get Blob through the SDK
-costs ~5 ms of client CPU here besides its bytes (256 MiB from Azurite: 0.38 CPU-s in 8 MiB
-ranges, 0.26 in 32 MiB ones), and Azurite's own CPU per request is similar; 32 MiB still gives
-a 128 MiB recording four ranges in flight."""
+"""Fewest bytes per ranged GET of `download_file`, streamed to the file: every Get Blob through
+the SDK costs a few ms of client CPU besides its bytes, and Azurite's own CPU per request is
+similar; 32 MiB still gives a 128 MiB recording four ranges in flight."""
+FILE_RANGE_MAX = 64 * MiB
+"""Most bytes per ranged GET: a larger object is read in `max_concurrency` equal ranges up to
+this, no more requests than the streams in flight. Azurite runs on one thread, and its CPU
+per byte served is what bounds a download from it (the `download256-azure` bench case: server
+CPU beside the rate); fewer, longer ranges cost it less."""
 POOL_MIN = 64
 """Smallest connection pool: room for a fan-in of small uploads beside the parts in flight."""
 _READ_BLOCK = 256 * 1024
@@ -453,7 +457,8 @@ class AzureBlobProvider(BaseProvider):
         written by offset in a worker thread into a temporary file beside `path`, which is
         renamed into place only when complete."""
         info = await self.head(key)
-        await fetch_ranges(self, key, path, info.size, FILE_RANGE, info.etag, "Get Blob")
+        step = even_step(info.size, self.transfer.max_concurrency, FILE_RANGE, FILE_RANGE_MAX)
+        await fetch_ranges(self, key, path, info.size, step, info.etag, "Get Blob")
         return info
 
     async def _fetch_range(self, fd: int, key: str, start: int, end: int, etag: str | None) -> int:

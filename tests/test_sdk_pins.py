@@ -7,6 +7,8 @@ when an SDK renames, moves or changes one, before any upload resends, hangs or m
   connection reset reaches unistore's retry instead of being resent below it.
 - botocore's `Expect: 100-continue`: no request botocore still sends for us carries it (the
   bodies go through the own signed PUTs), so nothing needs unregistering.
+- aiobotocore's `_create_connector` (rebuilt with a CA bundle loaded off the loop) and botocore's
+  per-instance `Loader` cache (what `_warmup.warm_botocore` fills).
 - `aiohttp.helpers.get_env_proxy_for_url` and `gc.freeze()`: pinned in `tests/test_body.py`
   (`test_env_proxy_is_resolved_once_as_aiohttp_would`, `test_settle_freezes_once_and_only_when_enabled`).
 """
@@ -180,3 +182,62 @@ async def test_no_request_botocore_sends_carries_expect_continue(make_s3_provide
     methods = {method for method, _ in sent}
     assert {"POST", "GET", "HEAD", "DELETE"} <= methods or {"POST", "GET", "DELETE"} <= methods, methods
     assert [headers for _, headers in sent if "expect" in headers] == []
+
+
+# -- aiobotocore's connector, built with a CA bundle loaded off the loop (issue #22) --------
+
+
+async def test_the_off_loop_connector_is_the_one_aiobotocore_builds() -> None:
+    """`_http.botocore_session_class` loads the CA bundle in a thread and then builds the
+    connector aiobotocore's `_create_connector` would; it reads `_verify`, `_cert_file`,
+    `_sessions`, `_max_pool_connections`, `_connector_args` and `_get_ssl_context`. Both
+    connectors must agree on what matters, so an aiobotocore that changes its own fails here."""
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    from unistore.providers._http import botocore_session_class
+
+    ours_class = botocore_session_class()
+    theirs, ours = AIOHTTPSession(max_pool_connections=7), ours_class(max_pool_connections=7)
+    for attr in ("_verify", "_cert_file", "_sessions", "_max_pool_connections", "_connector_args"):
+        assert hasattr(ours, attr), f"aiobotocore's AIOHTTPSession lost {attr}: revisit _http.NoResendSession"
+    ours._ssl_ready = ours._verified_context()
+    reference, built = theirs._create_connector(None), ours._create_connector(None)
+    try:
+        assert built.limit == reference.limit == 7
+        assert isinstance(built._ssl, type(reference._ssl))
+        assert built._ssl.verify_mode == reference._ssl.verify_mode
+        assert built._ssl.cert_store_stats() == reference._ssl.cert_store_stats()
+        assert built._ssl.cert_store_stats()["x509_ca"] > 0, "no CA certificates loaded"
+        assert ours._ssl_ready is None, "the prepared context is used once"
+        for name in ("_keepalive_timeout", "_force_close", "_limit_per_host", "_family"):
+            assert getattr(built, name) == getattr(reference, name), name
+    finally:
+        await reference.close()
+        await built.close()
+
+
+def test_warm_botocore_fills_the_loader_cache() -> None:
+    """`_warmup.warm_botocore` relies on botocore's `Loader` caching per instance: the client
+    creation that follows finds the service model loaded. If that cache goes, the warm-up is
+    only wasted work, and this test says so."""
+    import aioboto3
+
+    from unistore.providers._warmup import warm_botocore
+
+    session = aioboto3.Session()
+    warm_botocore(session, "s3")
+    loader = session._session.get_component("data_loader")
+    calls: list[str] = []
+    files = loader.file_loader
+    original = files.load_file
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        calls.append(str(args[0]))
+        return original(*args, **kw)
+
+    files.load_file = counted
+    loader.load_service_model("s3", "service-2")
+    loader.load_data("partitions")
+    assert not calls, f"botocore re-read {calls} after the warm-up: its loader no longer caches"
+    loader.load_service_model("sqs", "service-2")  # not warmed: read from disk, so the probe sees reads
+    assert calls, "the probe saw no file read: botocore's loader moved, revisit this test"

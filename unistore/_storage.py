@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _integrity, _journal, _multipart, _telemetry
 from . import _logging as log
+from ._deadline import ABORT_TIMEOUT_S
 from ._errors import ConfigError, FanOutError
 from ._events import EventCallback, UploadEvent, emit, emit_soon, error_code, failure_text
 from ._io import cut_part, file_chunks, read_range
@@ -31,15 +32,7 @@ from ._tee import Channel, Tee, UploadAborted
 from ._threads import run_in_part_thread
 from ._tiers import check_names
 from ._types import ObjectInfo, Tier, UploadOptions
-from ._validate import (
-    check_content_type,
-    check_key,
-    check_metadata,
-    check_upload_options,
-    empty_source,
-    guess_content_type,
-    source_size,
-)
+from ._validate import check_upload, empty_source, guess_content_type, source_size
 from .providers._protocol import Provider
 
 if TYPE_CHECKING:
@@ -179,8 +172,6 @@ class Storage:
                 logger.warning("closing %s failed: %s", provider.name, log.redact(str(result)))
 
     async def _settle_background(self) -> None:
-        from ._deadline import ABORT_TIMEOUT_S
-
         providers = list(self._providers.values())
         pending: set[asyncio.Future[Any]] = {*_multipart.aborts_of(providers), *_journal.writes_to(providers)}
         if not pending:
@@ -433,10 +424,7 @@ class Storage:
         """Refuse an unknown option, a bad key, metadata, content type or tier before any
         provider starts. The options go on to every provider as given (`tier` only when set,
         so that a provider written before tiers existed keeps working)."""
-        check_upload_options(method, options)
-        check_key(key)
-        check_metadata(options.get("metadata"))
-        check_content_type(options.get("content_type"))
+        check_upload(method, key, options)
         opts = options.copy()
         if opts.get("tier") is not None:
             self.resolve_tiers(opts["tier"])

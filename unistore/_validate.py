@@ -10,7 +10,7 @@ import stat
 from collections.abc import Mapping
 
 from ._errors import ConfigError, EmptySourceError, InvalidKeyError, SourceError
-from ._types import UPLOAD_OPTION_NAMES
+from ._types import UPLOAD_OPTION_NAMES, UploadOptions
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_KEY_BYTES = 1024
@@ -149,6 +149,17 @@ def check_upload_options(
             f"{method}() got an unexpected keyword argument {', '.join(hints)}; "
             f"it takes {', '.join(sorted(allowed))}"
         )
+
+
+def check_upload(
+    method: str, key: str, options: UploadOptions, also: frozenset[str] = frozenset()
+) -> tuple[str | None, dict[str, str]]:
+    """The checks every upload makes before anything is written, on `Storage` and on each
+    provider alike: the option names, the key, the content type and the metadata; returns the
+    content type and metadata as checked."""
+    check_upload_options(method, options, also)
+    check_key(key)
+    return check_content_type(options.get("content_type")), check_metadata(options.get("metadata"))
 
 
 PRESIGN_METHODS = ("GET", "PUT")

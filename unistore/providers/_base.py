@@ -25,15 +25,7 @@ from .._io import DigestLookup
 from .._multipart import Transfer
 from .._tiers import Service, Tier, canonical, for_provider
 from .._types import Kind, ObjectInfo, PartLimits, ProviderInfo, PutOptions, UploadOptions
-from .._validate import (
-    check_content_type,
-    check_key,
-    check_metadata,
-    check_upload_options,
-    empty_source,
-    guess_content_type,
-    source_size,
-)
+from .._validate import check_key, check_upload, empty_source, guess_content_type, source_size
 
 
 class ProviderOptions(TypedDict, total=False):
@@ -159,12 +151,11 @@ class BaseProvider(ABC):
     # -- uploads -------------------------------------------------------------------------
 
     def _options(self, method: str, key: str, options: UploadOptions, also: frozenset[str] = frozenset()) -> PutOptions:
-        check_upload_options(method, options, also)
-        check_key(key)
+        content_type, metadata = check_upload(method, key, options, also)
         overwrite = options.get("overwrite")
         return PutOptions(
-            content_type=check_content_type(options.get("content_type")),
-            metadata=check_metadata(options.get("metadata")),
+            content_type=content_type,
+            metadata=metadata,
             overwrite=self.overwrite if overwrite is None else overwrite,
             allow_empty=options.get("allow_empty", False),
             digest=self.info.digests[0],

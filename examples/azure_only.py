@@ -39,7 +39,7 @@ async def main() -> int:
             sent.update(chunk)
             yield chunk
 
-    async with Storage.from_env() as storage:
+    async with Storage.afrom_env() as storage:
         report = await storage.upload_stream(recorder(), key, content_type="video/webm")
         report.raise_for_failures()
         print(f"streamed {key} to {', '.join(report.succeeded)}")

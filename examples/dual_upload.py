@@ -48,7 +48,7 @@ async def main() -> int:
         key = f"recordings/demo/{recording.name}"
         size = recording.stat().st_size
 
-        async with Storage.from_env() as storage:
+        async with Storage.afrom_env() as storage:
             progress_marks: dict[str, int] = {}
 
             def progress(provider: str, done: int, total: int | None) -> None:

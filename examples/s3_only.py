@@ -33,7 +33,7 @@ async def main() -> int:
         recording.write_bytes(os.urandom(3 * 1024 * 1024))
         original = recording.read_bytes()
 
-        async with Storage.from_env() as storage:
+        async with Storage.afrom_env() as storage:
             report = await storage.upload_file(recording, key, content_type="video/webm", delete_local=True)
             report.raise_for_failures()  # FanOutError naming the fix if S3 refused it
             print(f"uploaded {key} to {', '.join(report.succeeded)}; local file removed: {not recording.exists()}")

@@ -35,7 +35,7 @@ async def main() -> int:
     # the Azure SDK logs every request's headers at INFO; keep the demo's output to unistore's lines
     logging.getLogger("azure").setLevel(logging.WARNING)
     key = "recordings/demo/live-meeting.webm"
-    async with Storage.from_env() as storage:
+    async with Storage.afrom_env() as storage:
         queue = await fake_recorder(SECONDS)
         async with storage.open_writer(key, content_type="video/webm") as writer:
             while (chunk := await queue.get()) is not None:

@@ -1,10 +1,11 @@
 """unistore: put meeting recordings into AWS S3, Azure Blob Storage, or both at once.
 
-    async with Storage.from_env() as storage:
+    async with Storage.afrom_env() as storage:
         report = await storage.upload_file("meeting.mp4", "recordings/meeting.mp4")
         report.raise_for_failures()
 
-No SDK is imported here; each provider imports its SDK when it is created.
+No SDK is imported here; each provider imports its SDK in a worker thread when it first talks
+to its service.
 """
 
 from typing import TYPE_CHECKING

@@ -26,6 +26,7 @@ from ._errors import ConfigError, FanOutError
 from ._events import EventCallback, UploadEvent, emit, emit_soon, error_code, failure_text
 from ._io import cut_part, file_chunks, read_range
 from ._multipart import PartSizer
+from ._opening import StorageOpening
 from ._reads import DEFAULT_RESERVED_PREFIX, ListedObject, Reader, resolve_read_order
 from ._report import ProviderResult, RequireRule, UploadReport
 from ._tee import Channel, Tee, UploadAborted
@@ -112,6 +113,15 @@ class Storage:
         from ._settings import StorageSettings
 
         return cls.from_settings(StorageSettings(), on_event=on_event)
+
+    @classmethod
+    def afrom_env(cls, *, on_event: EventCallback | None = None) -> StorageOpening:
+        """`from_env()` in a worker thread, for code on a running loop: the first call in a
+        process imports the settings stack and the provider modules (100-170 ms of CPU), which
+        `from_env()` would spend on the loop. `storage = await Storage.afrom_env()`, or
+        `async with Storage.afrom_env() as storage:`; a bad environment raises the same
+        `ConfigError` from the `await` or the `async with`."""
+        return StorageOpening(functools.partial(cls.from_env, on_event=on_event))
 
     @classmethod
     def from_settings(cls, settings: StorageSettings, *, on_event: EventCallback | None = None) -> Storage:

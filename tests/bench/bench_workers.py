@@ -205,11 +205,11 @@ async def obstore_warm(store: Any, env: Env) -> None:
 async def unistore_storage(env: Env) -> AsyncIterator[Any]:
     from unistore import Storage
 
-    if os.environ.get("BENCH_BUILD_IN_THREAD"):  # `unistore-thread`: as the README advises
-        built = await asyncio.to_thread(Storage.from_env)
-    else:
-        with COLD.created():
+    with COLD.created():
+        if os.environ.get("BENCH_BUILD_ON_LOOP"):  # `unistore-onloop`
             built = Storage.from_env()
+        else:
+            built = await Storage.afrom_env()
     async with built as storage:
         for provider in storage.providers.values():
             await provider.exists(f"{env.prefix}/warm-up")
